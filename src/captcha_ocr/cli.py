@@ -1,0 +1,30 @@
+"""``captcha-ocr STEP [--params params.yaml]``: one command per pipeline step.
+
+Steps are imported only when called, so ``captcha-ocr ingest`` does not pay
+for loading TensorFlow.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from captcha_ocr.errors import CaptchaOcrError
+
+STEPS = ("ingest", "preprocess", "train", "evaluate", "export")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in STEPS:
+        print(f"usage: captcha-ocr {{{','.join(STEPS)}}} [--params params.yaml]")
+        print("Run one step of the captcha-ocr pipeline; `dvc repro` runs them all.")
+        return 0 if argv[:1] in ([], ["-h"], ["--help"]) else 2
+    step, rest = argv[0], argv[1:]
+    module = importlib.import_module(f"captcha_ocr.{step}")
+    try:
+        module.main(rest)
+    except (CaptchaOcrError, FileNotFoundError) as err:
+        print(f"captcha-ocr {step}: error: {err}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,122 @@
+"""Typed parameters: one section of params.yaml per pipeline step.
+
+params.yaml is read with PyYAML and checked here, so a typo or a wrong type
+fails at the start of a step with the name of the key, not an hour into training.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from captcha_ocr.errors import CaptchaOcrError
+
+UPSTREAM_URL = "https://github.com/AakashKumarNain/CaptchaCracker/raw/master/captcha_images_v2.zip"
+# Names a local zip or another URL in place of ingest.source (tests and CI use it).
+SOURCE_ENV = "CAPTCHA_OCR_SOURCE"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IngestParams(Section):
+    source: str = UPSTREAM_URL
+    sha256: str | None = Field(
+        default=None, description="expected digest of the zip; null accepts any"
+    )
+
+    def resolved_source(self) -> str:
+        return os.environ.get(SOURCE_ENV) or self.source
+
+
+class PreprocessParams(Section):
+    image_height: int = Field(50, gt=0)
+    image_width: int = Field(200, gt=0)
+    wrong_size: Literal["reject", "resize"] = "reject"
+    allowed_chars: str = "0123456789abcdefghijklmnopqrstuvwxyz"
+    min_label_length: int = Field(5, ge=1)
+    max_label_length: int = Field(5, ge=1)
+    max_rejected_fraction: float = Field(0.05, ge=0, le=1)
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    test_fraction: float = Field(0.1, gt=0, lt=1)
+    seed: int = 1337
+    limit: int | None = Field(
+        default=None, gt=0, description="use only this many images (quick runs, tests)"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> PreprocessParams:
+        if self.min_label_length > self.max_label_length:
+            raise ValueError("min_label_length is larger than max_label_length")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError("val_fraction + test_fraction leaves nothing to train on")
+        return self
+
+
+class TrainParams(Section):
+    seed: int = 1337
+    epochs: int = Field(100, ge=1)
+    batch_size: int = Field(16, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    warmup_epochs: int = Field(0, ge=0)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    weight_decay: float = Field(0.0, ge=0)
+    patience: int = Field(10, ge=1)
+    conv_filters: list[int] = Field(default_factory=lambda: [32, 64], min_length=1)
+    batch_norm: bool = False
+    dense_units: int = Field(64, ge=1)
+    dropout: float = Field(0.2, ge=0, lt=1)
+    rnn: Literal["lstm", "gru"] = "lstm"
+    rnn_units: list[int] = Field(default_factory=lambda: [128, 64])
+    rnn_dropout: float = Field(0.25, ge=0, lt=1)
+    augment: bool = False
+
+
+class EvaluateParams(Section):
+    sample_grid: int = Field(16, ge=1, description="test images shown in the PNG grid")
+
+
+class ExportParams(Section):
+    model_name: str = "captcha-ocr"
+
+
+class Params(Section):
+    ingest: IngestParams = IngestParams()
+    preprocess: PreprocessParams = PreprocessParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    export: ExportParams = ExportParams()
+
+    def flat(self) -> dict[str, object]:
+        """``section.key`` -> value, the way MLflow shows params."""
+        return {
+            f"{section}.{key}": value
+            for section, values in self.model_dump().items()
+            for key, value in values.items()
+        }
+
+
+class ParamsError(CaptchaOcrError):
+    pass
+
+
+def load_params(path: Path | str = "params.yaml") -> Params:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: file not found") from None
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
+        )
+        raise ParamsError(f"{path}: {problems}") from None

@@ -1,0 +1,37 @@
+"""Greedy CTC decoding in NumPy, for evaluation and tests.
+
+The model emits one distribution over (blank + characters) per time step.
+Greedy decoding takes the best class per step, merges runs of the same class,
+then drops blanks. A blank between two equal classes keeps both, which is how
+CTC spells doubled letters: "d d" needs the path d, blank, d.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from captcha_ocr.vocabulary import BLANK_INDEX
+
+
+def collapse(path: np.ndarray) -> list[int]:
+    """Merge repeats, then remove blanks, from one best path of class indices."""
+    out: list[int] = []
+    previous = None
+    for index in path.tolist():
+        if index != previous and index != BLANK_INDEX:
+            out.append(index)
+        previous = index
+    return out
+
+
+def greedy_decode(probabilities: np.ndarray) -> tuple[list[list[int]], np.ndarray]:
+    """Decode a batch of (time, classes) distributions.
+
+    Returns the label indices of each sample and a confidence per sample: the
+    probability of its best path (product of the per-step maxima).
+    """
+    if probabilities.ndim != 3:
+        raise ValueError(f"expected (batch, time, classes), got {probabilities.shape}")
+    best = probabilities.argmax(axis=-1)
+    confidence = np.exp(np.log(probabilities.max(axis=-1) + 1e-12).sum(axis=-1))
+    return [collapse(row) for row in best], confidence

@@ -1,0 +1,5 @@
+"""Errors a user can act on: the CLI prints their message, no traceback."""
+
+
+class CaptchaOcrError(RuntimeError):
+    pass

@@ -1,0 +1,41 @@
+"""Reading captcha images into the arrays the model eats.
+
+The model's input is a grayscale image, height x width, pixel values 0-255
+(scaling to 0-1 happens inside the model, so every caller feeds raw pixels).
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+
+class ImageError(ValueError):
+    """An image that cannot be used; the message says why."""
+
+
+def decode_image(data: bytes, height: int, width: int, resize: bool = True) -> np.ndarray:
+    """PNG/JPEG bytes to a uint8 array of shape (height, width).
+
+    With ``resize=False`` an image of another size is refused instead of scaled.
+    Transparent pixels are composited on white, which is what a browser shows.
+    """
+    if not data:
+        raise ImageError("empty file")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            if image.mode in ("RGBA", "LA", "P"):
+                image = image.convert("RGBA")
+                background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+                image = Image.alpha_composite(background, image)
+            gray = image.convert("L")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ImageError(f"not a readable image: {err}") from None
+    if gray.size != (width, height):
+        if not resize:
+            raise ImageError(f"size {gray.size[0]}x{gray.size[1]}, expected {width}x{height}")
+        gray = gray.resize((width, height), Image.Resampling.BILINEAR)
+    return np.asarray(gray, dtype=np.uint8)

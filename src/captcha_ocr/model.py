@@ -1,0 +1,126 @@
+"""The captcha reader: CNN features, a bidirectional RNN over the columns, CTC.
+
+Architecture follows the Keras "OCR model for reading Captchas" example, with
+its sizes in params.yaml. Two models come out of it:
+
+- the *training model*: image in, per-column logits out, trained with CTC loss
+  (``keras.losses.CTC`` expects logits, padding = the blank index 0);
+- the *reader*: the training model plus softmax and greedy CTC decoding, image
+  in, character codes and a confidence out. It carries its vocabulary in its
+  config, so a saved reader is all you need to turn images into text.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from captcha_ocr.config import TrainParams
+from captcha_ocr.ctc import greedy_decode
+from captcha_ocr.vocabulary import BLANK_INDEX, Vocabulary
+
+PACKAGE = "captcha_ocr"
+
+
+def build_training_model(
+    params: TrainParams, height: int, width: int, num_classes: int
+) -> keras.Model:
+    image = keras.Input(shape=(height, width, 1), name="image")
+    # Raw 0-255 pixels in, so callers never have to know the scaling.
+    x = layers.Rescaling(1.0 / 255, name="rescale")(image)
+    # Columns are time steps: put width first so the RNN reads left to right.
+    x = layers.Permute((2, 1, 3), name="width_first")(x)
+    for i, filters in enumerate(params.conv_filters, start=1):
+        x = layers.Conv2D(
+            filters,
+            3,
+            padding="same",
+            kernel_initializer="he_normal",
+            use_bias=not params.batch_norm,
+            name=f"conv{i}",
+        )(x)
+        if params.batch_norm:
+            x = layers.BatchNormalization(name=f"bn{i}")(x)
+        x = layers.Activation("relu", name=f"relu{i}")(x)
+        x = layers.MaxPooling2D(2, name=f"pool{i}")(x)
+    steps, rows, channels = x.shape[1], x.shape[2], x.shape[3]
+    x = layers.Reshape((steps, rows * channels), name="columns")(x)
+    x = layers.Dense(params.dense_units, activation="relu", name="dense")(x)
+    x = layers.Dropout(params.dropout, name="dropout")(x)
+    rnn = {"lstm": layers.LSTM, "gru": layers.GRU}[params.rnn]
+    for i, units in enumerate(params.rnn_units, start=1):
+        x = layers.Bidirectional(
+            rnn(units, return_sequences=True, dropout=params.rnn_dropout),
+            name=f"bi{params.rnn}{i}",
+        )(x)
+    logits = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(image, logits, name="captcha_ocr")
+
+
+def predict_texts(
+    model: keras.Model, images: np.ndarray, vocabulary: Vocabulary, batch_size: int = 256
+) -> tuple[list[str], np.ndarray]:
+    """Read a batch of (N, H, W) uint8 images with the training model."""
+    logits = model.predict(images[..., None], batch_size=batch_size, verbose=0)
+    codes, confidence = greedy_decode(np.asarray(ops.softmax(logits, axis=-1)))
+    return [vocabulary.decode(c) for c in codes], confidence
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class CTCGreedyDecoder(layers.Layer):
+    """Logits to character codes (padded with -1) and best-path probability."""
+
+    def __init__(self, characters: str, **kwargs):
+        super().__init__(**kwargs)
+        self.characters = Vocabulary(characters).characters
+
+    def call(self, logits):
+        log_probs = ops.log_softmax(logits, axis=-1)
+        batch, steps = ops.shape(log_probs)[0], ops.shape(log_probs)[1]
+        lengths = ops.full((batch,), steps, dtype="int32")
+        codes, neg_log_prob = ops.ctc_decode(
+            log_probs, lengths, strategy="greedy", mask_index=BLANK_INDEX
+        )
+        confidence = ops.exp(-ops.reshape(neg_log_prob, (-1,)))
+        return codes[0], confidence
+
+    def compute_output_spec(self, logits):
+        batch, steps = logits.shape[0], logits.shape[1]
+        return (
+            keras.KerasTensor((batch, steps), dtype="int32"),
+            keras.KerasTensor((batch,), dtype=self.compute_dtype),
+        )
+
+    def get_config(self):
+        return {**super().get_config(), "characters": self.characters}
+
+
+def build_reader(training_model: keras.Model, vocabulary: Vocabulary) -> keras.Model:
+    """Image in, (codes, confidence) out; no label input, decoding included."""
+    codes, confidence = CTCGreedyDecoder(vocabulary.characters, name="ctc_decode")(
+        training_model.output
+    )
+    return keras.Model(
+        training_model.input, {"codes": codes, "confidence": confidence}, name="reader"
+    )
+
+
+class CaptchaReader:
+    """A saved reader model, from images to text."""
+
+    def __init__(self, model: keras.Model):
+        self.model = model
+        decoder = model.get_layer("ctc_decode")
+        self.vocabulary = Vocabulary(decoder.characters)
+        _, self.height, self.width, _ = model.input.shape
+
+    @classmethod
+    def load(cls, path) -> CaptchaReader:
+        return cls(keras.saving.load_model(path, safe_mode=True))
+
+    def read(self, images: np.ndarray, batch_size: int = 256) -> tuple[list[str], np.ndarray]:
+        """(N, H, W) uint8 images to texts and confidences."""
+        out = self.model.predict(images[..., None], batch_size=batch_size, verbose=0)
+        texts = [self.vocabulary.decode(row) for row in out["codes"].tolist()]
+        return texts, np.asarray(out["confidence"])
