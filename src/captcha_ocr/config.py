@@ -68,6 +68,9 @@ class TrainParams(Section):
     weight_decay: float = Field(0.0, ge=0)
     patience: int = Field(10, ge=1)
     conv_filters: list[int] = Field(default_factory=lambda: [32, 64], min_length=1)
+    # Max-pool (height, width) after each conv block; width pooling sets the
+    # number of time steps the RNN and CTC see (200 / 2 / 2 = 50).
+    conv_pool: list[tuple[int, int]] = Field(default_factory=lambda: [(2, 2), (2, 2)])
     batch_norm: bool = False
     dense_units: int = Field(64, ge=1)
     dropout: float = Field(0.2, ge=0, lt=1)
@@ -75,6 +78,12 @@ class TrainParams(Section):
     rnn_units: list[int] = Field(default_factory=lambda: [128, 64])
     rnn_dropout: float = Field(0.25, ge=0, lt=1)
     augment: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainParams:
+        if len(self.conv_pool) != len(self.conv_filters):
+            raise ValueError("conv_pool needs one (height, width) pair per conv_filters entry")
+        return self
 
 
 class EvaluateParams(Section):

@@ -31,7 +31,8 @@ def build_training_model(
     x = layers.Rescaling(1.0 / 255, name="rescale")(image)
     # Columns are time steps: put width first so the RNN reads left to right.
     x = layers.Permute((2, 1, 3), name="width_first")(x)
-    for i, filters in enumerate(params.conv_filters, start=1):
+    blocks = zip(params.conv_filters, params.conv_pool, strict=True)
+    for i, (filters, (pool_height, pool_width)) in enumerate(blocks, start=1):
         x = layers.Conv2D(
             filters,
             3,
@@ -43,7 +44,8 @@ def build_training_model(
         if params.batch_norm:
             x = layers.BatchNormalization(name=f"bn{i}")(x)
         x = layers.Activation("relu", name=f"relu{i}")(x)
-        x = layers.MaxPooling2D(2, name=f"pool{i}")(x)
+        # Permuted axes: (width, height), so the pool size is given in that order.
+        x = layers.MaxPooling2D((pool_width, pool_height), name=f"pool{i}")(x)
     steps, rows, channels = x.shape[1], x.shape[2], x.shape[3]
     x = layers.Reshape((steps, rows * channels), name="columns")(x)
     x = layers.Dense(params.dense_units, activation="relu", name="dense")(x)

@@ -136,8 +136,9 @@ def train(params: Params) -> keras.Model:
         frame = pd.DataFrame(history.history)
         frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
         write_with(HISTORY_PATH, lambda path: frame.to_csv(path, index=False))
+        trained = without_optimizer(model)
         with atomic_path(MODEL_PATH) as tmp:
-            model.save(tmp)
+            trained.save(tmp)
         best = int(frame["val_loss"].idxmin())
         summary = {
             "train_seconds": seconds,
@@ -149,14 +150,23 @@ def train(params: Params) -> keras.Model:
         mlflow.log_metrics(summary)
         mlflow.log_artifact(str(HISTORY_PATH), "reports")
         mlflow.log_artifact(str(REPORT_PATH), "reports")
-        log_model(model, data["val"]["images"][:2])
+        log_model(trained, data["val"]["images"][:2])
         print(
             f"train: {len(frame)} epochs in {seconds:.0f} s, best epoch {best + 1} "
             f"(val_loss {summary['best_val_loss']:.3f}, val exact match "
             f"{summary['best_val_exact_match']:.3f}); model in {MODEL_PATH}, "
             f"MLflow run {run.info.run_id}"
         )
-    return model
+    return trained
+
+
+def without_optimizer(model: keras.Model) -> keras.Model:
+    """The trained network alone: it loads with plain Keras, no schedule class needed.
+
+    A new Model over the same layers is uncompiled (``clone_model`` would copy
+    the optimizer too).
+    """
+    return keras.Model(model.input, model.output, name=model.name)
 
 
 def log_inputs(params: Params) -> None:

@@ -1,0 +1,42 @@
+import pytest
+import yaml
+
+from captcha_ocr.config import SOURCE_ENV, UPSTREAM_URL, ParamsError, load_params
+
+from ..conftest import PROJECT_ROOT
+
+
+def write(tmp_path, data) -> str:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_project_params_load_and_match_code_defaults():
+    params = load_params(PROJECT_ROOT / "params.yaml")
+    assert params.ingest.source == UPSTREAM_URL
+    assert params.preprocess.val_fraction == 0.1
+    assert "train.epochs" in params.flat()
+
+
+def test_unknown_key_is_named(tmp_path):
+    with pytest.raises(ParamsError, match=r"train\.epochz"):
+        load_params(write(tmp_path, {"train": {"epochz": 3}}))
+
+
+def test_wrong_type_is_named(tmp_path):
+    with pytest.raises(ParamsError, match=r"train\.batch_size"):
+        load_params(write(tmp_path, {"train": {"batch_size": "big"}}))
+
+
+def test_impossible_split_is_refused(tmp_path):
+    with pytest.raises(ParamsError, match="nothing to train on"):
+        load_params(write(tmp_path, {"preprocess": {"val_fraction": 0.5, "test_fraction": 0.5}}))
+
+
+def test_environment_names_another_source(tmp_path, monkeypatch):
+    params = load_params(write(tmp_path, {"ingest": {"source": "https://example.org/a.zip"}}))
+    monkeypatch.delenv(SOURCE_ENV, raising=False)
+    assert params.ingest.resolved_source() == "https://example.org/a.zip"
+    monkeypatch.setenv(SOURCE_ENV, "/data/copy.zip")
+    assert params.ingest.resolved_source() == "/data/copy.zip"

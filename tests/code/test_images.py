@@ -1,0 +1,52 @@
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from captcha_ocr.images import ImageError, decode_image
+
+
+def png_bytes(size=(200, 50), mode="RGBA", color=(10, 20, 30, 255)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, size, color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_real_captcha_decodes_to_uint8_grayscale(captcha_pngs):
+    image = decode_image(next(iter(captcha_pngs.values())), height=50, width=200)
+    assert image.shape == (50, 200) and image.dtype == np.uint8
+    assert 0 <= image.min() < image.max() <= 255
+
+
+def test_transparent_pixels_become_white():
+    image = decode_image(png_bytes(color=(0, 0, 0, 0)), 50, 200)
+    assert (image == 255).all()
+
+
+def test_other_size_is_resized_or_refused():
+    data = png_bytes(size=(100, 30))
+    assert decode_image(data, 50, 200, resize=True).shape == (50, 200)
+    with pytest.raises(ImageError, match="size 100x30, expected 200x50"):
+        decode_image(data, 50, 200, resize=False)
+
+
+def test_jpeg_is_accepted():
+    buffer = io.BytesIO()
+    Image.new("RGB", (200, 50), (200, 200, 200)).save(buffer, format="JPEG")
+    assert decode_image(buffer.getvalue(), 50, 200).shape == (50, 200)
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [(b"", "empty"), (b"not an image at all", "not a readable image")],
+)
+def test_bad_bytes_give_a_reason(data, reason):
+    with pytest.raises(ImageError, match=reason):
+        decode_image(data, 50, 200)
+
+
+def test_truncated_png_is_refused(captcha_pngs):
+    data = next(iter(captcha_pngs.values()))
+    with pytest.raises(ImageError):
+        decode_image(data[: len(data) // 2], 50, 200)

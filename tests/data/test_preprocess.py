@@ -1,0 +1,109 @@
+"""Preprocess: validation with reasons, a deterministic disjoint split, arrays."""
+
+import io
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from captcha_ocr.config import PreprocessParams
+from captcha_ocr.preprocess import DataError, preprocess, split, validate
+
+
+@pytest.fixture
+def images_dir(tmp_path, captcha_pngs):
+    folder = tmp_path / "images" / "captcha_images_v2"
+    folder.mkdir(parents=True)
+    for label, data in captcha_pngs.items():
+        (folder / f"{label}.png").write_bytes(data)
+    return tmp_path / "images"
+
+
+def run(tmp_path, images_dir, **params):
+    out = tmp_path / "out"
+    return preprocess(
+        PreprocessParams(**params),
+        images_dir=images_dir,
+        splits_dir=out / "splits",
+        arrays_dir=out / "prepared",
+        vocabulary_path=out / "vocabulary.json",
+        report_path=out / "data_report.json",
+    ), out
+
+
+def test_bad_files_are_rejected_with_reasons(tmp_path, images_dir, captcha_pngs):
+    folder = images_dir / "captcha_images_v2"
+    good = next(iter(captcha_pngs.values()))
+    (folder / "abcdz.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (folder / "ab_de.png").write_bytes(good)
+    (folder / "abc.png").write_bytes(good)
+    (folder / "notes.txt").write_text("hello")
+    buffer = io.BytesIO()
+    Image.new("L", (120, 40)).save(buffer, format="PNG")
+    (folder / "small.png").write_bytes(buffer.getvalue())
+    (images_dir / "copy").mkdir()
+    (images_dir / "copy" / f"{next(iter(captcha_pngs))}.png").write_bytes(good)
+
+    accepted, rejected = validate(images_dir, PreprocessParams())
+    reasons = {r["file"]: r["reason"] for r in rejected}
+    assert len(accepted) == len(captcha_pngs)
+    assert "not a readable image" in reasons["captcha_images_v2/abcdz.png"]
+    assert "characters outside" in reasons["captcha_images_v2/ab_de.png"]
+    assert "label length 3" in reasons["captcha_images_v2/abc.png"]
+    assert "size 120x40" in reasons["captcha_images_v2/small.png"]
+    assert "duplicate label" in reasons[f"copy/{next(iter(captcha_pngs))}.png"]
+    assert "not a readable image" in reasons["captcha_images_v2/notes.txt"]
+    assert len(rejected) == 6
+
+
+def test_too_many_rejections_fail_but_the_report_says_why(tmp_path, images_dir):
+    for i in range(5):
+        (images_dir / f"bad{i:02d}.png").write_bytes(b"junk")
+    with pytest.raises(DataError, match="5 of 17 files rejected"):
+        run(tmp_path, images_dir, max_rejected_fraction=0.1)
+    report = json.loads((tmp_path / "out" / "data_report.json").read_text())
+    assert report["rejected_count"] == 5
+    assert not (tmp_path / "out" / "splits").exists()
+
+
+def test_split_is_deterministic_disjoint_and_complete(tmp_path, images_dir, captcha_pngs):
+    report, out = run(tmp_path, images_dir, val_fraction=0.25, test_fraction=0.25)
+    frames = {
+        n: pd.read_csv(out / "splits" / f"{n}.csv", dtype=str) for n in ("train", "val", "test")
+    }
+    files = [set(f["file"]) for f in frames.values()]
+    assert files[0].isdisjoint(files[1]) and files[0].isdisjoint(files[2])
+    assert files[1].isdisjoint(files[2])
+    assert set.union(*files) == {f"captcha_images_v2/{label}.png" for label in captcha_pngs}
+    assert report["splits"] == {"train": 6, "val": 3, "test": 3}
+
+    again, out2 = run(tmp_path / "again", images_dir, val_fraction=0.25, test_fraction=0.25)
+    for name, frame in frames.items():
+        pd.testing.assert_frame_equal(
+            frame, pd.read_csv(out2 / "splits" / f"{name}.csv", dtype=str)
+        )
+
+
+def test_another_seed_gives_another_split(images_dir):
+    accepted, _ = validate(images_dir, PreprocessParams())
+    a = split(accepted, PreprocessParams(seed=1))
+    b = split(accepted, PreprocessParams(seed=2))
+    assert [s.file for s in a["train"]] != [s.file for s in b["train"]]
+
+
+def test_arrays_match_the_csv(tmp_path, images_dir):
+    _, out = run(tmp_path, images_dir, val_fraction=0.25, test_fraction=0.25)
+    vocabulary = json.loads((out / "vocabulary.json").read_text())["characters"]
+    frame = pd.read_csv(out / "splits" / "train.csv", dtype=str)
+    with np.load(out / "prepared" / "train.npz") as arrays:
+        images, labels = arrays["images"], arrays["labels"]
+    assert images.shape == (len(frame), 50, 200) and images.dtype == np.uint8
+    decoded = ["".join(vocabulary[i - 1] for i in row if i > 0) for row in labels]
+    assert decoded == frame["label"].tolist()
+
+
+def test_limit_takes_a_seeded_subset(tmp_path, images_dir):
+    report, _ = run(tmp_path, images_dir, limit=6, val_fraction=0.2, test_fraction=0.2)
+    assert sum(report["splits"].values()) == 6

@@ -1,0 +1,94 @@
+"""Model behaviour: shapes, decoding inside the reader, saving, learning."""
+
+import keras
+import numpy as np
+import pytest
+
+from captcha_ocr.config import TrainParams
+from captcha_ocr.ctc import greedy_decode
+from captcha_ocr.images import decode_image
+from captcha_ocr.model import (
+    CaptchaReader,
+    CTCGreedyDecoder,
+    build_reader,
+    build_training_model,
+    predict_texts,
+)
+from captcha_ocr.vocabulary import Vocabulary
+
+TINY = TrainParams(conv_filters=[8, 16], dense_units=16, rnn_units=[16], dropout=0.0)
+VOCABULARY = Vocabulary("2345678bcdefgmnpwxy")
+
+
+def test_time_steps_follow_width_pooling():
+    model = build_training_model(TINY, 50, 200, VOCABULARY.num_classes)
+    assert model.output.shape[1:] == (50, VOCABULARY.num_classes)
+    wide = TINY.model_copy(update={"conv_pool": [(2, 2), (2, 4)]})
+    assert build_training_model(wide, 50, 200, 20).output.shape[1] == 25
+
+
+def test_reference_architecture_size():
+    # The Keras example's model has 432,725 parameters with 21 output classes;
+    # ours has one class fewer (no out-of-vocabulary slot): 64 + 1 weights less.
+    model = build_training_model(TrainParams(), 50, 200, 20)
+    assert model.count_params() == 432_725 - 129
+
+
+def logits_for(paths: list[list[int]], classes: int) -> np.ndarray:
+    logits = np.full((len(paths), len(paths[0]), classes), -5.0, dtype="float32")
+    for b, path in enumerate(paths):
+        logits[b, np.arange(len(path)), path] = 5.0
+    return logits
+
+
+def test_decoder_layer_keeps_doubled_letters():
+    d = VOCABULARY.encode("d")[0]
+    logits = logits_for([[d, 0, d, 0, 0], [d, d, d, 0, 0]], VOCABULARY.num_classes)
+    codes, confidence = CTCGreedyDecoder(VOCABULARY.characters)(logits)
+    codes = keras.ops.convert_to_numpy(codes)
+    assert VOCABULARY.decode(codes[0]) == "dd"
+    assert VOCABULARY.decode(codes[1]) == "d"
+    assert np.all(keras.ops.convert_to_numpy(confidence) > 0.9)
+
+
+def test_decoder_layer_agrees_with_numpy_decoding(rng):
+    logits = rng.normal(size=(16, 50, VOCABULARY.num_classes)).astype("float32")
+    codes, confidence = CTCGreedyDecoder(VOCABULARY.characters)(logits)
+    expected, expected_confidence = greedy_decode(
+        keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
+    )
+    got = [[c for c in row if c >= 0] for row in keras.ops.convert_to_numpy(codes).tolist()]
+    assert got == expected
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(confidence), expected_confidence, rtol=1e-3
+    )
+
+
+def test_reader_saves_and_loads_in_safe_mode(tmp_path, captcha_pngs):
+    model = build_training_model(TINY, 50, 200, VOCABULARY.num_classes)
+    images = np.stack([decode_image(d, 50, 200) for d in captcha_pngs.values()])
+    path = tmp_path / "reader.keras"
+    build_reader(model, VOCABULARY).save(path)
+
+    reader = CaptchaReader.load(path)  # safe_mode=True: no lambdas, no pickles
+    texts, confidence = reader.read(images)
+    expected, _ = predict_texts(model, images, VOCABULARY)
+    assert texts == expected
+    assert reader.vocabulary == VOCABULARY
+    assert confidence.shape == (len(images),) and np.all((confidence >= 0) & (confidence <= 1))
+
+
+@pytest.mark.slow
+def test_training_lowers_ctc_loss_on_real_captchas(captcha_pngs):
+    keras.utils.set_random_seed(0)
+    labels = list(captcha_pngs)
+    vocabulary = Vocabulary.from_labels(labels)
+    images = np.stack([decode_image(captcha_pngs[k], 50, 200) for k in labels])[..., None]
+    targets = np.array([vocabulary.encode(k) for k in labels])
+    params = TINY.model_copy(update={"batch_norm": True})
+    model = build_training_model(params, 50, 200, vocabulary.num_classes)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=keras.losses.CTC())
+    before = model.evaluate(images, targets, verbose=0)
+    model.fit(images, targets, epochs=30, batch_size=len(images), verbose=0)
+    after = model.evaluate(images, targets, verbose=0)
+    assert after < 0.7 * before

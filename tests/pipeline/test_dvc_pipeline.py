@@ -1,0 +1,166 @@
+"""End to end: `dvc repro` in a fresh git repo on 64 real captchas, then the
+outputs, dvc.lock, the metrics and the MLflow run are checked."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+
+from ..conftest import PROJECT_ROOT
+
+pytestmark = pytest.mark.slow
+
+STAGES = ["ingest", "preprocess", "train", "evaluate", "export"]
+EPOCHS = 2
+
+
+def tiny_params(path: Path) -> None:
+    params = yaml.safe_load(path.read_text())
+    params["preprocess"] |= {"limit": 64}
+    params["train"] |= {
+        "epochs": EPOCHS,
+        "patience": EPOCHS,
+        "conv_filters": [8, 16],
+        "dense_units": 16,
+        "rnn_units": [16],
+    }
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, captcha_zip):
+    root = tmp_path_factory.mktemp("project")
+    shutil.copytree(PROJECT_ROOT / "src", root / "src", ignore=shutil.ignore_patterns("*.pyc"))
+    for name in ("dvc.yaml", "params.yaml", ".gitignore"):
+        shutil.copy(PROJECT_ROOT / name, root / name)
+    tiny_params(root / "params.yaml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env |= {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
+        "CAPTCHA_OCR_SOURCE": str(captcha_zip),
+        "GIT_AUTHOR_NAME": "test",
+        "GIT_AUTHOR_EMAIL": "test@example.org",
+        "GIT_COMMITTER_NAME": "test",
+        "GIT_COMMITTER_EMAIL": "test@example.org",
+    }
+    run(["git", "init", "-q"], root, env)
+    run(["dvc", "init", "-q"], root, env)
+    run(["git", "add", "-A"], root, env)
+    run(["git", "commit", "-qm", "project"], root, env)
+    output = run(["dvc", "repro"], root, env)
+    return root, env, output
+
+
+def test_every_stage_ran_and_is_locked(repo):
+    root, _, output = repo
+    for stage in STAGES:
+        assert f"Running stage '{stage}'" in output
+    lock = yaml.safe_load((root / "dvc.lock").read_text())
+    assert sorted(lock["stages"]) == sorted(STAGES)
+    outs = {o["path"]: o for stage in lock["stages"].values() for o in stage.get("outs", [])}
+    for path in (
+        "data/raw/captcha_images_v2.zip",
+        "data/splits",
+        "models/train",
+        "models/export",
+        "reports/metrics.json",
+    ):
+        assert outs[path]["md5"], path
+    assert lock["stages"]["train"]["params"]["params.yaml"]["train"]["epochs"] == EPOCHS
+
+
+def test_outputs_are_there(repo):
+    root, _, _ = repo
+    for path in (
+        "data/splits/train.csv",
+        "data/splits/val.csv",
+        "data/splits/test.csv",
+        "data/prepared/train.npz",
+        "reports/data_report.json",
+        "reports/train_history.csv",
+        "reports/test_predictions.png",
+        "reports/training_curves.png",
+        "reports/char_confusion.csv",
+        "models/train/model.keras",
+        "models/export/captcha_reader.keras",
+    ):
+        assert (root / path).stat().st_size > 0, path
+    report = json.loads((root / "reports/data_report.json").read_text())
+    assert sum(report["splits"].values()) == 64
+
+
+def test_dvc_metrics_match_the_mlflow_run(repo):
+    root, env, _ = repo
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], root, env))
+    dvc_metrics = next(iter(shown.values()))["data"]["reports/metrics.json"]["data"]
+    assert set(dvc_metrics) >= {"test_exact_match", "test_cer"}
+
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    experiment = mlflow.get_experiment_by_name("captcha-ocr")
+    (run_,) = mlflow.search_runs([experiment.experiment_id], output_format="list")
+    for key in ("test_exact_match", "test_cer"):
+        assert run_.data.metrics[key] == pytest.approx(dvc_metrics[key])
+    assert run_.info.status == "FINISHED"
+    assert run_.data.params["train.epochs"] == str(EPOCHS)
+    assert run_.data.params["preprocess.limit"] == "64"
+
+    client = mlflow.MlflowClient()
+    history = client.get_metric_history(run_.info.run_id, "val_loss")
+    assert [m.step for m in history] == list(range(1, EPOCHS + 1))
+    assert len(client.get_metric_history(run_.info.run_id, "val_exact_match")) == EPOCHS
+
+    ingest = json.loads((root / "data/raw/ingest.json").read_text())
+    digests = {d.dataset.digest for d in run_.inputs.dataset_inputs}
+    assert digests == {ingest["sha256"][:16]}
+
+    (logged,) = mlflow.search_logged_models(
+        experiment_ids=[experiment.experiment_id], output_format="list"
+    )
+    assert logged.source_run_id == run_.info.run_id
+    model = mlflow.keras.load_model(f"models:/{logged.model_id}")
+    assert (
+        model.output.shape[-1]
+        == len(json.loads((root / "data/vocabulary.json").read_text())["characters"]) + 1
+    )
+    info = mlflow.models.get_model_info(f"models:/{logged.model_id}")
+    assert info.signature is not None
+
+    artifacts = {a.path for a in client.list_artifacts(run_.info.run_id, "reports")}
+    assert {
+        "reports/metrics.json",
+        "reports/data_report.json",
+        "reports/test_predictions.png",
+    } <= artifacts
+
+
+def test_second_repro_changes_nothing(repo):
+    root, env, _ = repo
+    output = run(["dvc", "repro"], root, env)
+    assert "Running stage" not in output
+    assert run(["dvc", "status"], root, env).strip().endswith("up to date.")
+
+
+def test_changing_epochs_reruns_train_and_what_follows_only(repo):
+    # Runs last: it leaves the repo trained for EPOCHS - 1 epochs.
+    root, env, _ = repo
+    params_path = root / "params.yaml"
+    params = yaml.safe_load(params_path.read_text())
+    params["train"]["epochs"] = EPOCHS - 1
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    output = run(["dvc", "repro"], root, env)
+    ran = [stage for stage in STAGES if f"Running stage '{stage}'" in output]
+    assert ran == ["train", "evaluate", "export"]
