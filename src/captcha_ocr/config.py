@@ -77,7 +77,6 @@ class TrainParams(Section):
     rnn: Literal["lstm", "gru"] = "lstm"
     rnn_units: list[int] = Field(default_factory=lambda: [128, 64])
     rnn_dropout: float = Field(0.25, ge=0, lt=1)
-    augment: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> TrainParams:

@@ -48,6 +48,11 @@ def export(params: ExportParams) -> Path:
     with tracking.resume_run(RUN_PATH):
         publish(READER_PATH, params)
     print(f"export: reader saved to {READER_PATH} (vocabulary {vocabulary.characters!r})")
+    print(
+        "results: `dvc metrics show` (test metrics), `dvc plots show` (curves, confusion),\n"
+        "         reports/ (errors, sample predictions), "
+        f"`mlflow ui` (runs in {tracking.tracking_uri()})"
+    )
     return READER_PATH
 
 

@@ -25,7 +25,8 @@ def prediction_grid(
     for ax, image, truth, predicted in zip(axes.flat, images, truths, predictions, strict=False):
         ax.imshow(image, cmap="gray")
         wrong = predicted != truth
-        title = f"{predicted}  (true {truth})" if wrong else predicted
+        shown = predicted or "(nothing)"
+        title = f"{shown}  (true {truth})" if wrong else shown
         ax.set_title(title, color="red" if wrong else "black", fontsize=10)
     fig.tight_layout()
     write_with(path, lambda p: fig.savefig(p, dpi=80))

@@ -40,3 +40,10 @@ def test_environment_names_another_source(tmp_path, monkeypatch):
     assert params.ingest.resolved_source() == "https://example.org/a.zip"
     monkeypatch.setenv(SOURCE_ENV, "/data/copy.zip")
     assert params.ingest.resolved_source() == "/data/copy.zip"
+
+
+def test_cli_reports_a_bad_key_and_exits_nonzero(tmp_path, capsys):
+    from captcha_ocr.cli import main
+
+    assert main(["ingest", "--params", str(write(tmp_path, {"ingest": {"sourse": "x"}}))]) == 1
+    assert "ingest.sourse" in capsys.readouterr().err
