@@ -11,14 +11,15 @@ import sys
 
 from captcha_ocr.errors import CaptchaOcrError
 
-STEPS = ("ingest", "preprocess", "train", "evaluate", "export")
+STEPS = ("ingest", "preprocess", "train", "evaluate", "export", "promote", "predict")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in STEPS:
-        print(f"usage: captcha-ocr {{{','.join(STEPS)}}} [--params params.yaml]")
-        print("Run one step of the captcha-ocr pipeline; `dvc repro` runs them all.")
+        print(f"usage: captcha-ocr {{{','.join(STEPS)}}} [options]")
+        print("Run one step of the captcha-ocr pipeline (`dvc repro` runs them all),")
+        print("or read captchas: captcha-ocr predict PATH... [--model URI] [--json]")
         return 0 if argv[:1] in ([], ["-h"], ["--help"]) else 2
     step, rest = argv[0], argv[1:]
     module = importlib.import_module(f"captcha_ocr.{step}")

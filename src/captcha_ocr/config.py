@@ -93,12 +93,21 @@ class ExportParams(Section):
     model_name: str = "captcha-ocr"
 
 
+class PromoteParams(Section):
+    # The first champion must read at least this share of test captchas whole.
+    min_exact_match: float = Field(0.95, ge=0, le=1)
+    # A challenger must beat the champion's exact match by more than this
+    # (or tie it with a lower CER) to take its place.
+    min_gain: float = Field(0.0, ge=0, le=1)
+
+
 class Params(Section):
     ingest: IngestParams = IngestParams()
     preprocess: PreprocessParams = PreprocessParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     export: ExportParams = ExportParams()
+    promote: PromoteParams = PromoteParams()
 
     def flat(self) -> dict[str, object]:
         """``section.key`` -> value, the way MLflow shows params."""

@@ -4,34 +4,43 @@ The reader is the trained network plus CTC decoding, saved as one ``.keras``
 file that carries its vocabulary. Before it is written, it must read the test
 split exactly as the evaluate step did; a reader that disagrees is not shipped.
 
-Registration in the MLflow Model Registry plugs in at ``publish`` below.
+The reader is then registered in the MLflow Model Registry as a pyfunc model
+(base64 images in, text and confidence out), tagged with its test metrics, the
+dataset digest, the test split digest, the git commit and the params. Which
+version serves is decided by the promote step.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import keras
 import mlflow
+import pandas as pd
+from mlflow.entities.model_registry import ModelVersion
 
 from captcha_ocr import tracking
-from captcha_ocr.config import ExportParams, load_params
+from captcha_ocr.config import Params, load_params
 from captcha_ocr.errors import CaptchaOcrError
-from captcha_ocr.files import atomic_path
+from captcha_ocr.evaluate import METRICS_PATH
+from captcha_ocr.files import atomic_path, write_json
+from captcha_ocr.ingest import IMAGES_DIR, INFO_PATH, sha256_of
 from captcha_ocr.model import CaptchaReader, build_reader, predict_texts
-from captcha_ocr.preprocess import VOCABULARY_PATH, load_split
+from captcha_ocr.preprocess import SPLITS_DIR, VOCABULARY_PATH, load_split
 from captcha_ocr.train import MODEL_PATH, RUN_PATH
 from captcha_ocr.vocabulary import Vocabulary
 
 READER_PATH = Path("models/export/captcha_reader.keras")
+REGISTERED_PATH = Path("models/export/registered.json")
 
 
 class ExportError(CaptchaOcrError):
     pass
 
 
-def export(params: ExportParams) -> Path:
+def export(params: Params) -> Path:
     vocabulary = Vocabulary.load(VOCABULARY_PATH)
     model = keras.saving.load_model(MODEL_PATH, safe_mode=True)
     reader = CaptchaReader(build_reader(model, vocabulary))
@@ -46,23 +55,31 @@ def export(params: ExportParams) -> Path:
     with atomic_path(READER_PATH) as tmp:
         reader.model.save(tmp)
     with tracking.resume_run(RUN_PATH):
-        publish(READER_PATH, params)
+        version = publish(READER_PATH, params)
+    write_json(REGISTERED_PATH, {"name": version.name, "version": str(version.version)})
     print(f"export: reader saved to {READER_PATH} (vocabulary {vocabulary.characters!r})")
-    print(
-        "results: `dvc metrics show` (test metrics), `dvc plots show` (curves, confusion),\n"
-        "         reports/ (errors, sample predictions), "
-        f"`mlflow ui` (runs in {tracking.tracking_uri()})"
-    )
+    print(f"export: registered as {version.name} version {version.version}")
     return READER_PATH
 
 
-def publish(reader_path: Path, params: ExportParams) -> None:
-    """Attach the reader to the active MLflow run (registry: a later step)."""
+def publish(reader_path: Path, params: Params) -> ModelVersion:
+    """Log the reader to the active MLflow run and register it."""
+    from captcha_ocr.registry import register_reader
+
     mlflow.log_artifact(str(reader_path), "export")
+    tags = {
+        "dataset_sha256": json.loads(INFO_PATH.read_text())["sha256"],
+        "test_split_sha256": sha256_of(SPLITS_DIR / "test.csv"),
+        "params": json.dumps(params.model_dump(), sort_keys=True),
+    }
+    test = pd.read_csv(SPLITS_DIR / "test.csv", dtype=str)
+    example_png = (IMAGES_DIR / test["file"][0]).read_bytes()
+    metrics = json.loads(METRICS_PATH.read_text())
+    return register_reader(reader_path, params.export.model_name, metrics, tags, example_png)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="captcha-ocr export", description=__doc__)
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
-    export(load_params(args.params).export)
+    export(load_params(args.params))

@@ -22,6 +22,16 @@ def decode_image(data: bytes, height: int, width: int, resize: bool = True) -> n
     With ``resize=False`` an image of another size is refused instead of scaled.
     Transparent pixels are composited on white, which is what a browser shows.
     """
+    gray = to_grayscale(data)
+    if gray.size != (width, height):
+        if not resize:
+            raise ImageError(f"size {gray.size[0]}x{gray.size[1]}, expected {width}x{height}")
+        gray = gray.resize((width, height), Image.Resampling.BILINEAR)
+    return np.asarray(gray, dtype=np.uint8)
+
+
+def to_grayscale(data: bytes) -> Image.Image:
+    """Decode any PIL-readable image bytes to 8-bit grayscale, or raise ImageError."""
     if not data:
         raise ImageError("empty file")
     try:
@@ -31,11 +41,8 @@ def decode_image(data: bytes, height: int, width: int, resize: bool = True) -> n
                 image = image.convert("RGBA")
                 background = Image.new("RGBA", image.size, (255, 255, 255, 255))
                 image = Image.alpha_composite(background, image)
-            gray = image.convert("L")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+            return image.convert("L")
+    except UnidentifiedImageError:
+        raise ImageError("not a readable image: unknown format (PNG or JPEG expected)") from None
+    except (OSError, SyntaxError, ValueError) as err:
         raise ImageError(f"not a readable image: {err}") from None
-    if gray.size != (width, height):
-        if not resize:
-            raise ImageError(f"size {gray.size[0]}x{gray.size[1]}, expected {width}x{height}")
-        gray = gray.resize((width, height), Image.Resampling.BILINEAR)
-    return np.asarray(gray, dtype=np.uint8)

@@ -18,7 +18,7 @@ from ..conftest import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 
-STAGES = ["ingest", "preprocess", "train", "evaluate", "export"]
+STAGES = ["ingest", "preprocess", "train", "evaluate", "export", "promote"]
 EPOCHS = 2
 
 
@@ -32,6 +32,8 @@ def tiny_params(path: Path) -> None:
         "dense_units": 16,
         "rnn_units": [16],
     }
+    # A 1-epoch model reads nothing right; let it become the first champion anyway.
+    params["promote"] |= {"min_exact_match": 0.0}
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
@@ -127,10 +129,12 @@ def test_dvc_metrics_match_the_mlflow_run(repo):
     digests = {d.dataset.digest for d in run_.inputs.dataset_inputs}
     assert digests == {ingest["sha256"][:16]}
 
-    (logged,) = mlflow.search_logged_models(
+    logged_models = mlflow.search_logged_models(
         experiment_ids=[experiment.experiment_id], output_format="list"
     )
-    assert logged.source_run_id == run_.info.run_id
+    assert sorted(m.name for m in logged_models) == ["model", "reader"]
+    assert {m.source_run_id for m in logged_models} == {run_.info.run_id}
+    (logged,) = [m for m in logged_models if m.name == "model"]
     model = mlflow.keras.load_model(f"models:/{logged.model_id}")
     assert (
         model.output.shape[-1]
@@ -145,6 +149,35 @@ def test_dvc_metrics_match_the_mlflow_run(repo):
         "reports/data_report.json",
         "reports/test_predictions.png",
     } <= artifacts
+
+
+def test_first_model_is_registered_and_champion(repo):
+    root, env, _ = repo
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    client = mlflow.MlflowClient()
+    version = client.get_model_version_by_alias("captcha-ocr", "champion")
+    assert version.version in (1, "1")
+    metrics = json.loads((root / "reports/metrics.json").read_text())
+    assert float(version.tags["test_exact_match"]) == pytest.approx(metrics["test_exact_match"])
+    ingest = json.loads((root / "data/raw/ingest.json").read_text())
+    assert version.tags["dataset_sha256"] == ingest["sha256"]
+    assert json.loads(version.tags["params"])["train"]["epochs"] == EPOCHS
+
+
+def test_predict_cli_reads_with_the_champion(repo):
+    root, env, _ = repo
+    images = sorted((root / "data/raw/images").rglob("*.png"))[:3]
+    out = run(
+        ["captcha-ocr", "predict", "--json", "--model", "models:/captcha-ocr@champion"]
+        + [str(p) for p in images],
+        root,
+        env,
+    )
+    rows = json.loads(out)
+    assert [r["file"] for r in rows] == [str(p) for p in images]
+    assert all(set(r) == {"file", "text", "confidence"} for r in rows)
+    local = json.loads(run(["captcha-ocr", "predict", "--json", *map(str, images)], root, env))
+    assert [r["text"] for r in local] == [r["text"] for r in rows]
 
 
 def test_second_repro_changes_nothing(repo):
@@ -163,4 +196,13 @@ def test_changing_epochs_reruns_train_and_what_follows_only(repo):
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     output = run(["dvc", "repro"], root, env)
     ran = [stage for stage in STAGES if f"Running stage '{stage}'" in output]
-    assert ran == ["train", "evaluate", "export"]
+    assert ran == ["train", "evaluate", "export", "promote"]
+
+    # The retrained model is version 2; champion moves only if the gate said so.
+    promotion = json.loads((root / "reports/promotion.json").read_text())
+    assert promotion["candidate"] == "2" and promotion["before"]["champion"] == "1"
+    expected = "2" if promotion["promoted"] else "1"
+    assert promotion["after"]["champion"] == expected
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    aliases = mlflow.MlflowClient().get_registered_model("captcha-ocr").aliases
+    assert str(aliases["champion"]) == expected

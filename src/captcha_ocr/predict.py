@@ -1,0 +1,111 @@
+"""Read captchas from the command line.
+
+    captcha-ocr predict PATH... [--model MODEL] [--json]
+
+PATH is an image file, a folder of images, or ``-`` for one image on stdin.
+MODEL is a reader file or folder (default: models/export/captcha_reader.keras
+if present) or an MLflow model URI such as ``models:/captcha-ocr@champion``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from captcha_ocr.export import READER_PATH
+from captcha_ocr.images import ImageError, decode_image, to_grayscale
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+DEFAULT_REGISTRY_URI = "models:/captcha-ocr@champion"
+
+
+def inputs(paths: list[str]) -> Iterator[tuple[str, bytes]]:
+    """(name, bytes) of every image named, folders expanded in sorted order."""
+    for name in paths:
+        if name == "-":
+            yield "-", sys.stdin.buffer.read()
+            continue
+        path = Path(name)
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                if child.suffix.lower() in IMAGE_SUFFIXES and child.is_file():
+                    yield str(child), child.read_bytes()
+        elif path.is_file():
+            yield name, path.read_bytes()
+        else:
+            raise FileNotFoundError(f"{name}: no such file or folder")
+
+
+class Predictor:
+    """One interface over a local reader file and an MLflow pyfunc model."""
+
+    def __init__(self, model: str):
+        local = Path(model)
+        if local.is_dir():
+            local = local / READER_PATH.name
+        if local.suffix == ".keras" and local.is_file():
+            from captcha_ocr.model import CaptchaReader
+
+            self.reader = CaptchaReader.load(local)
+            self.pyfunc = None
+        elif ":/" in model:
+            import mlflow
+
+            from captcha_ocr import tracking
+
+            tracking.use_experiment()
+            self.reader = None
+            self.pyfunc = mlflow.pyfunc.load_model(model)
+        else:
+            raise FileNotFoundError(f"{model}: not a reader file, folder or MLflow model URI")
+
+    def read(self, images: list[bytes]) -> tuple[list[str], np.ndarray]:
+        if self.pyfunc is not None:
+            from captcha_ocr.serving import encode_image
+
+            frame = pd.DataFrame({"image": [encode_image(b) for b in images]})
+            out = self.pyfunc.predict(frame)
+            return out["text"].tolist(), out["confidence"].to_numpy()
+        batch = np.stack([decode_image(b, self.reader.height, self.reader.width) for b in images])
+        return self.reader.read(batch)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="captcha-ocr predict", description=__doc__)
+    parser.add_argument("paths", nargs="+", metavar="PATH")
+    parser.add_argument("--model", help="reader file/folder or MLflow model URI")
+    parser.add_argument("--json", action="store_true", help="one JSON list on stdout")
+    args = parser.parse_args(argv)
+    model = args.model or (str(READER_PATH) if READER_PATH.is_file() else DEFAULT_REGISTRY_URI)
+    predictor = Predictor(model)
+
+    rows, good_names, good_bytes = [], [], []
+    for name, data in inputs(args.paths):
+        try:
+            to_grayscale(data)  # one unreadable file must not sink the batch
+        except ImageError as err:
+            rows.append({"file": name, "error": str(err)})
+            continue
+        good_names.append(name)
+        good_bytes.append(data)
+    if good_bytes:
+        texts, confidence = predictor.read(good_bytes)
+        for name, text, conf in zip(good_names, texts, confidence, strict=True):
+            rows.append({"file": name, "text": text, "confidence": round(float(conf), 4)})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for row in rows:
+            if "error" in row:
+                print(f"{row['file']}\terror: {row['error']}", file=sys.stderr)
+            else:
+                print(f"{row['file']}\t{row['text']}\t{row['confidence']:.4f}")
+    if any("error" in row for row in rows):
+        raise SystemExit(1)
+    return 0

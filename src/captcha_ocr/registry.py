@@ -1,0 +1,218 @@
+"""The MLflow Model Registry: register the reader, promote it behind a gate.
+
+Promotion moves aliases only (registry stages are deprecated): ``champion`` is
+what serving loads, ``challenger`` marks a candidate that did not pass the gate.
+The decision is made before anything is written, and moving an alias is one
+registry call, so a failure at any point leaves the champion as it was.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+
+from captcha_ocr.config import PromoteParams
+from captcha_ocr.errors import CaptchaOcrError
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+class PromotionError(CaptchaOcrError):
+    pass
+
+
+# Bump when exact-match or CER change meaning: versions scored differently never compete.
+METRICS_VERSION = "1"
+
+
+def register_reader(
+    reader_path: Path,
+    model_name: str,
+    metrics: dict,
+    tags: dict[str, str],
+    example_png: bytes,
+) -> ModelVersion:
+    """Log the reader as a pyfunc model in the active run and register it."""
+    import keras
+    import pandas as pd
+    import tensorflow as tf
+    from mlflow.models import infer_signature
+
+    from captcha_ocr import __version__
+    from captcha_ocr.serving import encode_image
+
+    example = pd.DataFrame({"image": [encode_image(example_png)]})
+    signature = infer_signature(example, pd.DataFrame({"text": ["abcde"], "confidence": [1.0]}))
+    info = mlflow.pyfunc.log_model(
+        name="reader",
+        # Models from code: the model is this file plus the .keras artifact, no pickle.
+        python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+        artifacts={"reader": str(reader_path)},
+        signature=signature,
+        input_example=example,
+        registered_model_name=model_name,
+        pip_requirements=[
+            f"tensorflow-cpu=={tf.__version__}",
+            f"keras=={keras.__version__}",
+            f"mlflow=={mlflow.__version__}",
+            f"captcha-ocr=={__version__}",
+        ],
+    )
+    version = info.registered_model_version
+    client = MlflowClient()
+    all_tags = {
+        "test_exact_match": str(metrics["test_exact_match"]),
+        "test_cer": str(metrics["test_cer"]),
+        "metrics_version": METRICS_VERSION,
+        "git_commit": git_commit(),
+        **tags,
+    }
+    for key, value in all_tags.items():
+        client.set_model_version_tag(model_name, str(version), key, value)
+    return client.get_model_version(model_name, str(version))
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+@dataclass(frozen=True)
+class Scores:
+    version: str
+    exact_match: float
+    cer: float
+    test_split: str
+    metrics_version: str
+
+    @classmethod
+    def of(cls, mv: ModelVersion) -> Scores:
+        try:
+            return cls(
+                version=str(mv.version),
+                exact_match=float(mv.tags["test_exact_match"]),
+                cer=float(mv.tags["test_cer"]),
+                test_split=mv.tags.get("test_split_sha256", ""),
+                metrics_version=mv.tags.get("metrics_version", ""),
+            )
+        except (KeyError, ValueError) as err:
+            raise PromotionError(
+                f"model version {mv.version} has no usable test metrics tags ({err})"
+            ) from None
+
+
+def decide(candidate: Scores, champion: Scores | None, gate: PromoteParams) -> tuple[bool, str]:
+    """Whether ``candidate`` should become champion, and why (pure)."""
+    if champion is None:
+        if candidate.exact_match >= gate.min_exact_match:
+            return True, (
+                f"first champion: exact match {candidate.exact_match:.4f} >= "
+                f"promote.min_exact_match {gate.min_exact_match}"
+            )
+        return False, (
+            f"exact match {candidate.exact_match:.4f} is below "
+            f"promote.min_exact_match {gate.min_exact_match}"
+        )
+    if candidate.version == champion.version:
+        return False, f"version {candidate.version} is already champion"
+    if (candidate.test_split, candidate.metrics_version) != (
+        champion.test_split,
+        champion.metrics_version,
+    ):
+        return False, "scored on another test split or metric definition than the champion"
+    if candidate.exact_match < gate.min_exact_match:
+        return False, (
+            f"exact match {candidate.exact_match:.4f} is below "
+            f"promote.min_exact_match {gate.min_exact_match}"
+        )
+    if candidate.exact_match > champion.exact_match + gate.min_gain:
+        return True, (
+            f"exact match {candidate.exact_match:.4f} beats champion's "
+            f"{champion.exact_match:.4f} by more than {gate.min_gain}"
+        )
+    if candidate.exact_match == champion.exact_match and candidate.cer < champion.cer:
+        return True, (f"same exact match, lower CER ({candidate.cer:.4f} < {champion.cer:.4f})")
+    return False, (
+        f"not better than champion v{champion.version}: exact match "
+        f"{candidate.exact_match:.4f} vs {champion.exact_match:.4f}, CER "
+        f"{candidate.cer:.4f} vs {champion.cer:.4f}"
+    )
+
+
+def alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def promote(
+    name: str,
+    gate: PromoteParams,
+    version: str | None = None,
+    force: bool = False,
+    reason: str | None = None,
+) -> dict:
+    """Move ``champion`` to the candidate if it passes the gate, else ``challenger``."""
+    if force and not reason:
+        raise PromotionError("--force needs --reason: say why the gate is overridden")
+    client = MlflowClient()
+    if version is None:
+        versions = client.search_model_versions(f"name = '{name}'")
+        if not versions:
+            raise PromotionError(f"no versions of registered model {name!r}")
+        version = str(max(int(v.version) for v in versions))
+    candidate_mv = client.get_model_version(name, str(version))
+    champion_mv = alias_version(client, name, CHAMPION)
+    before = {a: _version_of(client, name, a) for a in (CHAMPION, CHALLENGER)}
+
+    candidate = Scores.of(candidate_mv)
+    champion = Scores.of(champion_mv) if champion_mv else None
+    promoted, why = decide(candidate, champion, gate)
+    if force:
+        promoted, why = True, f"forced: {reason}"
+        client.set_model_version_tag(name, candidate.version, "promotion.forced_reason", reason)
+
+    if promoted:
+        client.set_registered_model_alias(name, CHAMPION, candidate.version)
+        if before[CHALLENGER] == candidate.version:
+            client.delete_registered_model_alias(name, CHALLENGER)
+    elif candidate.version != before[CHAMPION]:
+        client.set_registered_model_alias(name, CHALLENGER, candidate.version)
+    client.set_model_version_tag(name, candidate.version, "promotion.decision", why)
+    after = {a: _version_of(client, name, a) for a in (CHAMPION, CHALLENGER)}
+    return {
+        "model": name,
+        "candidate": candidate.version,
+        "promoted": promoted,
+        "reason": why,
+        "before": before,
+        "after": after,
+    }
+
+
+def _version_of(client: MlflowClient, name: str, alias: str) -> str | None:
+    mv = alias_version(client, name, alias)
+    return str(mv.version) if mv else None
+
+
+def format_table(result: dict) -> str:
+    rows = [("alias", "before", "after")] + [
+        (alias, result["before"][alias] or "-", result["after"][alias] or "-")
+        for alias in (CHAMPION, CHALLENGER)
+    ]
+    lines = [f"{a:<12}{b:>8}{c:>8}" for a, b, c in rows]
+    verdict = "promoted" if result["promoted"] else "not promoted"
+    lines.append(f"{result['model']} v{result['candidate']}: {verdict}: {result['reason']}")
+    return "\n".join(lines)

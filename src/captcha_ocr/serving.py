@@ -1,0 +1,73 @@
+"""The reader as an MLflow pyfunc model: base64 images in, text out.
+
+Input: a DataFrame with a column ``image`` of base64-encoded PNG or JPEG bytes,
+any size (images are resized to what the network was trained on).
+Output: a DataFrame with ``text`` and ``confidence`` per image.
+
+Bad input raises an MlflowException with INVALID_PARAMETER_VALUE, which the
+MLflow scoring server answers with HTTP 400 and the message, and goes on serving.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+from captcha_ocr.images import ImageError, decode_image
+
+INPUT_COLUMN = "image"
+MAX_BATCH = 256
+MAX_IMAGE_BYTES = 2 * 1024 * 1024
+
+
+def bad_request(message: str) -> MlflowException:
+    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+def decode_batch(frame: pd.DataFrame, height: int, width: int) -> np.ndarray:
+    """Base64 column to an (N, height, width) uint8 batch; errors name the row."""
+    if INPUT_COLUMN not in frame.columns:
+        raise bad_request(f"expected a column {INPUT_COLUMN!r} of base64 images")
+    if len(frame) == 0:
+        raise bad_request("empty batch: send at least one image")
+    if len(frame) > MAX_BATCH:
+        raise bad_request(f"batch of {len(frame)} images, limit {MAX_BATCH}")
+    images = []
+    for row, value in enumerate(frame[INPUT_COLUMN]):
+        if not isinstance(value, str | bytes) or not value:
+            raise bad_request(f"row {row}: empty or missing image")
+        try:
+            data = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise bad_request(f"row {row}: not valid base64") from None
+        if len(data) > MAX_IMAGE_BYTES:
+            raise bad_request(f"row {row}: image of {len(data)} bytes, limit {MAX_IMAGE_BYTES}")
+        try:
+            images.append(decode_image(data, height, width, resize=True))
+        except ImageError as err:
+            raise bad_request(f"row {row}: {err}") from None
+    return np.stack(images)
+
+
+class CaptchaReaderModel(mlflow.pyfunc.PythonModel):
+    """Loads the exported ``.keras`` reader from the model's artifacts."""
+
+    def load_context(self, context):
+        from captcha_ocr.model import CaptchaReader
+
+        self.reader = CaptchaReader.load(context.artifacts["reader"])
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        images = decode_batch(model_input, self.reader.height, self.reader.width)
+        texts, confidence = self.reader.read(images)
+        return pd.DataFrame({"text": texts, "confidence": confidence.astype("float64")})
+
+
+def encode_image(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")

@@ -1,0 +1,43 @@
+"""The pyfunc reader's input checks: each bad payload gets a 400-class error."""
+
+import base64
+
+import pandas as pd
+import pytest
+from mlflow.exceptions import MlflowException
+
+from captcha_ocr.serving import MAX_BATCH, decode_batch, encode_image
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def test_real_images_of_any_size_decode(captcha_pngs):
+    frame = pd.DataFrame({"image": [encode_image(d) for d in captcha_pngs.values()]})
+    batch = decode_batch(frame, 50, 200)
+    assert batch.shape == (len(captcha_pngs), 50, 200)
+    assert decode_batch(frame, 32, 128).shape == (len(captcha_pngs), 32, 128)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ([], "empty batch"),
+        (["!!not base64!!"], "row 0: not valid base64"),
+        ([b64(b"plain text, not an image")], "row 0: not a readable image"),
+        ([""], "row 0: empty"),
+    ],
+)
+def test_bad_payloads_are_400s_that_name_the_row(values, message):
+    with pytest.raises(MlflowException, match=message) as caught:
+        decode_batch(pd.DataFrame({"image": pd.Series(values, dtype=object)}), 50, 200)
+    assert caught.value.get_http_status_code() == 400
+
+
+def test_missing_column_and_oversized_batch(captcha_pngs):
+    with pytest.raises(MlflowException, match="column 'image'"):
+        decode_batch(pd.DataFrame({"img": ["x"]}), 50, 200)
+    one = encode_image(next(iter(captcha_pngs.values())))
+    with pytest.raises(MlflowException, match=f"limit {MAX_BATCH}"):
+        decode_batch(pd.DataFrame({"image": [one] * (MAX_BATCH + 1)}), 50, 200)

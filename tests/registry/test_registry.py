@@ -1,0 +1,96 @@
+"""Register, promote and load by alias against a real MLflow sqlite store."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from captcha_ocr import tracking
+from captcha_ocr.config import PromoteParams, TrainParams
+from captcha_ocr.images import decode_image
+from captcha_ocr.model import build_reader, build_training_model
+from captcha_ocr.registry import PromotionError, promote, register_reader
+from captcha_ocr.serving import encode_image
+from captcha_ocr.vocabulary import Vocabulary
+
+NAME = "captcha-ocr-test"
+GATE = PromoteParams(min_exact_match=0.5, min_gain=0.0)
+TAGS = {"dataset_sha256": "d" * 64, "test_split_sha256": "s" * 64, "params": "{}"}
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    tracking.use_experiment()
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def reader_file(tmp_path_factory):
+    params = TrainParams(conv_filters=[4, 8], dense_units=8, rnn_units=[8])
+    vocabulary = Vocabulary("2345678bcdefgmnpwxy")
+    model = build_training_model(params, 50, 200, vocabulary.num_classes)
+    path = tmp_path_factory.mktemp("reader") / "captcha_reader.keras"
+    build_reader(model, vocabulary).save(path)
+    return path
+
+
+def register(reader_file, png: bytes, exact_match: float, cer: float) -> str:
+    with mlflow.start_run():
+        metrics = {"test_exact_match": exact_match, "test_cer": cer}
+        return str(register_reader(reader_file, NAME, metrics, TAGS, png).version)
+
+
+def aliases() -> dict[str, str]:
+    return {k: str(v) for k, v in MlflowClient().get_registered_model(NAME).aliases.items()}
+
+
+def test_gate_keeps_the_better_champion(store, reader_file, captcha_pngs):
+    png = next(iter(captcha_pngs.values()))
+    v1 = register(reader_file, png, exact_match=0.4, cer=0.3)
+    result = promote(NAME, GATE)
+    assert not result["promoted"] and aliases() == {"challenger": v1}
+
+    v2 = register(reader_file, png, exact_match=0.9, cer=0.02)
+    assert promote(NAME, GATE)["promoted"]
+    assert aliases() == {"champion": v2, "challenger": v1}
+
+    v3 = register(reader_file, png, exact_match=0.85, cer=0.01)
+    result = promote(NAME, GATE)
+    assert not result["promoted"] and "not better" in result["reason"]
+    assert aliases() == {"champion": v2, "challenger": v3}
+    assert result["before"]["champion"] == result["after"]["champion"] == v2
+
+    forced = promote(NAME, GATE, version=v3, force=True, reason="hotfix for n/m")
+    assert forced["promoted"] and aliases()["champion"] == v3
+    tags = MlflowClient().get_model_version(NAME, v3).tags
+    assert tags["promotion.forced_reason"] == "hotfix for n/m"
+    assert tags["test_exact_match"] == "0.85" and tags["git_commit"]
+
+
+def test_force_without_reason_changes_nothing(store, reader_file, captcha_pngs):
+    register(reader_file, next(iter(captcha_pngs.values())), exact_match=0.9, cer=0.0)
+    with pytest.raises(PromotionError, match="--reason"):
+        promote(NAME, GATE, force=True)
+    assert aliases() == {}
+
+
+def test_champion_loads_by_alias_and_reads_images(store, reader_file, captcha_pngs):
+    pngs = list(captcha_pngs.values())
+    register(reader_file, pngs[0], exact_match=0.9, cer=0.0)
+    promote(NAME, GATE)
+    model = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
+    out = model.predict(pd.DataFrame({"image": [encode_image(p) for p in pngs]}))
+    assert list(out.columns) == ["text", "confidence"] and len(out) == len(pngs)
+
+    # The same answers as the reader file itself: the registry adds no drift.
+    from captcha_ocr.model import CaptchaReader
+
+    reader = CaptchaReader.load(reader_file)
+    texts, confidence = reader.read(np.stack([decode_image(p, 50, 200) for p in pngs]))
+    assert out["text"].tolist() == texts
+    np.testing.assert_allclose(out["confidence"], confidence, rtol=1e-5)
