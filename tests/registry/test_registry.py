@@ -8,41 +8,19 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from captcha_ocr import tracking
-from captcha_ocr.config import PromoteParams, TrainParams
+from captcha_ocr.config import PromoteParams
 from captcha_ocr.images import decode_image
-from captcha_ocr.model import build_reader, build_training_model
-from captcha_ocr.registry import PromotionError, promote, register_reader
+from captcha_ocr.registry import PromotionError, promote
 from captcha_ocr.serving import encode_image
-from captcha_ocr.vocabulary import Vocabulary
+
+from .conftest import register as register_as
 
 NAME = "captcha-ocr-test"
 GATE = PromoteParams(min_exact_match=0.5, min_gain=0.0)
-TAGS = {"dataset_sha256": "d" * 64, "test_split_sha256": "s" * 64, "params": "{}"}
-
-
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    monkeypatch.chdir(tmp_path)
-    tracking.use_experiment()
-    return tmp_path
-
-
-@pytest.fixture(scope="module")
-def reader_file(tmp_path_factory):
-    params = TrainParams(conv_filters=[4, 8], dense_units=8, rnn_units=[8])
-    vocabulary = Vocabulary("2345678bcdefgmnpwxy")
-    model = build_training_model(params, 50, 200, vocabulary.num_classes)
-    path = tmp_path_factory.mktemp("reader") / "captcha_reader.keras"
-    build_reader(model, vocabulary).save(path)
-    return path
 
 
 def register(reader_file, png: bytes, exact_match: float, cer: float) -> str:
-    with mlflow.start_run():
-        metrics = {"test_exact_match": exact_match, "test_cer": cer}
-        return str(register_reader(reader_file, NAME, metrics, TAGS, png).version)
+    return register_as(reader_file, NAME, png, exact_match, cer)
 
 
 def aliases() -> dict[str, str]:

@@ -1,0 +1,128 @@
+"""`mlflow models serve` of the champion, for real, on 127.0.0.1.
+
+The server runs in a subprocess from this venv (--env-manager local); the test
+posts real captchas and bad payloads and checks that the server keeps answering.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from captcha_ocr.config import PromoteParams
+from captcha_ocr.registry import promote
+from captcha_ocr.serving import encode_image
+
+from .conftest import register
+
+pytestmark = pytest.mark.slow
+NAME = "captcha-ocr-served"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, str]:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def images_payload(values: list[str]) -> bytes:
+    return json.dumps(
+        {"dataframe_split": {"columns": ["image"], "data": [[v] for v in values]}}
+    ).encode()
+
+
+@pytest.fixture
+def server(store, reader_file, captcha_pngs):
+    register(reader_file, NAME, next(iter(captcha_pngs.values())), exact_match=0.9, cer=0.0)
+    promote(NAME, PromoteParams(min_exact_match=0.5))
+    port = free_port()
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    process = subprocess.Popen(
+        [
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            f"models:/{NAME}@champion",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"mlflow models serve exited: {process.stderr.read()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            time.sleep(1)
+    else:
+        process.kill()
+        pytest.fail("mlflow models serve did not answer /ping within 180 s")
+    yield url
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def test_server_reads_real_captchas_and_survives_bad_requests(server, reader_file, captcha_pngs):
+    import numpy as np
+
+    from captcha_ocr.images import decode_image
+    from captcha_ocr.model import CaptchaReader
+
+    pngs = list(captcha_pngs.values())[:4]
+    status, body = post(f"{server}/invocations", images_payload([encode_image(p) for p in pngs]))
+    assert status == 200, body
+    predictions = json.loads(body)["predictions"]
+    expected, _ = CaptchaReader.load(reader_file).read(
+        np.stack([decode_image(p, 50, 200) for p in pngs])
+    )
+    assert [p["text"] for p in predictions] == expected
+
+    bad = {
+        "not base64": images_payload(["@@@ not base64 @@@"]),
+        "not an image": images_payload([encode_image(b"GIF? no, plain text")]),
+        "empty batch": images_payload([]),
+    }
+    for what, body in bad.items():
+        status, answer = post(f"{server}/invocations", body)
+        assert 400 <= status < 500, f"{what}: {status} {answer[:300]}"
+    status, answer = post(f"{server}/invocations", b"image=abc", "text/plain")
+    assert 400 <= status < 500, answer[:300]
+    assert "row 0: not valid base64" in post(f"{server}/invocations", bad["not base64"])[1]
+
+    # Still serving after all that.
+    status, body = post(f"{server}/invocations", images_payload([encode_image(pngs[0])]))
+    assert status == 200 and json.loads(body)["predictions"][0]["text"] == expected[0]
