@@ -20,7 +20,9 @@ RESULT_PATH = Path("reports/promotion.json")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="captcha-ocr promote", description=__doc__)
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--version", help="registered version to promote (default: newest)")
+    parser.add_argument(
+        "--version", default="latest", help="registered version to promote (default: newest)"
+    )
     parser.add_argument("--force", action="store_true", help="skip the gate (needs --reason)")
     parser.add_argument("--reason", help="why the gate is overridden; kept as a version tag")
     args = parser.parse_args(argv)
@@ -29,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     result = promote(
         params.export.model_name,
         params.promote,
-        version=args.version,
+        version=None if args.version == "latest" else args.version,
         force=args.force,
         reason=args.reason,
     )
