@@ -1,0 +1,99 @@
+"""Register, promote and load by alias through a real `mlflow server` over HTTP.
+
+The server runs on 127.0.0.1 with an sqlite backend and an artifacts folder,
+the way a team would run it; the client talks to it only by HTTP.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from captcha_ocr import tracking
+from captcha_ocr.config import PromoteParams
+from captcha_ocr.registry import promote
+from captcha_ocr.serving import encode_image
+
+from .conftest import register
+from .test_model_server import free_port
+
+pytestmark = pytest.mark.slow
+NAME = "captcha-ocr-remote"
+
+
+@pytest.fixture
+def tracking_server(tmp_path, monkeypatch):
+    port = free_port()
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    process = subprocess.Popen(
+        [
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"mlflow server exited: {process.stderr.read()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2):
+                break
+        except OSError:
+            time.sleep(1)
+    else:
+        process.kill()
+        pytest.fail("mlflow server did not answer /health within 120 s")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    monkeypatch.chdir(tmp_path)
+    tracking.use_experiment()
+    yield url, tmp_path / "artifacts"
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def test_register_promote_and_load_over_http(tracking_server, reader_file, captcha_pngs):
+    url, artifacts = tracking_server
+    pngs = list(captcha_pngs.values())
+    gate = PromoteParams(min_exact_match=0.5)
+    v1 = register(reader_file, NAME, pngs[0], exact_match=0.9, cer=0.02)
+    assert promote(NAME, gate)["after"]["champion"] == v1
+    v2 = register(reader_file, NAME, pngs[0], exact_match=0.8, cer=0.01)
+    result = promote(NAME, gate)
+    assert result["after"] == {"champion": v1, "challenger": v2}
+
+    assert mlflow.get_tracking_uri() == url
+    aliases = MlflowClient().get_registered_model(NAME).aliases
+    assert {k: str(v) for k, v in aliases.items()} == {"champion": v1, "challenger": v2}
+    # The server, not the client, stored the model files.
+    assert any(artifacts.rglob("captcha_reader.keras"))
+
+    model = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
+    out = model.predict(pd.DataFrame({"image": [encode_image(p) for p in pngs[:2]]}))
+    assert len(out) == 2 and set(out.columns) == {"text", "confidence"}
