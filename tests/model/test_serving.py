@@ -41,3 +41,12 @@ def test_missing_column_and_oversized_batch(captcha_pngs):
     one = encode_image(next(iter(captcha_pngs.values())))
     with pytest.raises(MlflowException, match=f"limit {MAX_BATCH}"):
         decode_batch(pd.DataFrame({"image": [one] * (MAX_BATCH + 1)}), 50, 200)
+
+
+def test_oversized_image_is_refused_before_decoding(monkeypatch, captcha_pngs):
+    import captcha_ocr.serving as serving
+
+    monkeypatch.setattr(serving, "MAX_IMAGE_BYTES", 100)
+    frame = pd.DataFrame({"image": [encode_image(next(iter(captcha_pngs.values())))]})
+    with pytest.raises(MlflowException, match="limit 100"):
+        decode_batch(frame, 50, 200)
