@@ -1,5 +1,8 @@
 """Step 5, export: the reader model, image in and text out, under models/.
 
+Two formats: ``captcha_reader.keras`` (Keras, Python) and ``saved_model/``
+(TensorFlow SavedModel for TF Serving, text decoded in the graph).
+
 The reader is the trained network plus CTC decoding, saved as one ``.keras``
 file that carries its vocabulary. Before it is written, it must read the test
 split exactly as the evaluate step did; a reader that disagrees is not shipped.
@@ -25,15 +28,16 @@ from captcha_ocr import tracking
 from captcha_ocr.config import Params, load_params
 from captcha_ocr.errors import CaptchaOcrError
 from captcha_ocr.evaluate import METRICS_PATH
-from captcha_ocr.files import atomic_path, write_json
+from captcha_ocr.files import atomic_dir, atomic_path, write_json
 from captcha_ocr.ingest import IMAGES_DIR, INFO_PATH, sha256_of
-from captcha_ocr.model import CaptchaReader, build_reader, predict_texts
+from captcha_ocr.model import CaptchaReader, build_reader, export_saved_model, predict_texts
 from captcha_ocr.preprocess import SPLITS_DIR, VOCABULARY_PATH, load_split
 from captcha_ocr.train import MODEL_PATH, RUN_PATH
 from captcha_ocr.vocabulary import Vocabulary
 
 READER_PATH = Path("models/export/captcha_reader.keras")
 REGISTERED_PATH = Path("models/export/registered.json")
+SAVED_MODEL_DIR = Path("models/export/saved_model")
 
 
 class ExportError(CaptchaOcrError):
@@ -54,6 +58,8 @@ def export(params: Params) -> Path:
 
     with atomic_path(READER_PATH) as tmp:
         reader.model.save(tmp)
+    with atomic_dir(SAVED_MODEL_DIR) as tmp:
+        export_saved_model(reader.model, tmp)
     with tracking.resume_run(RUN_PATH):
         version = publish(READER_PATH, params)
     write_json(REGISTERED_PATH, {"name": version.name, "version": str(version.version)})
@@ -67,6 +73,7 @@ def publish(reader_path: Path, params: Params) -> ModelVersion:
     from captcha_ocr.registry import register_reader
 
     mlflow.log_artifact(str(reader_path), "export")
+    mlflow.log_artifacts(str(SAVED_MODEL_DIR), "export/saved_model")
     tags = {
         "dataset_sha256": json.loads(INFO_PATH.read_text())["sha256"],
         "test_split_sha256": sha256_of(SPLITS_DIR / "test.csv"),

@@ -108,6 +108,36 @@ def build_reader(training_model: keras.Model, vocabulary: Vocabulary) -> keras.M
     )
 
 
+def export_saved_model(reader: keras.Model, path) -> None:
+    """Write a TensorFlow SavedModel for TF Serving: pixels in, text out.
+
+    Signature ``serving_default``: ``image`` float32 (N, H, W, 1), raw 0-255
+    pixels as ``images.decode_image`` gives them; returns ``text`` (string)
+    and ``confidence`` per image. The vocabulary lookup happens in the graph.
+    """
+    import tensorflow as tf
+
+    characters = reader.get_layer("ctc_decode").characters
+    _, height, width, _ = reader.input.shape
+    archive = keras.export.ExportArchive()
+    archive.track(reader)
+
+    def serve(image):
+        out = reader(image, training=False)
+        # Index 0 (the blank) and the -1 padding both map to the empty string.
+        table = tf.constant([""] + list(characters))
+        codes = tf.maximum(out["codes"], 0)
+        text = tf.strings.reduce_join(tf.gather(table, codes), axis=-1)
+        return {"text": text, "confidence": out["confidence"]}
+
+    archive.add_endpoint(
+        "serving_default",
+        serve,
+        input_signature=[tf.TensorSpec((None, height, width, 1), tf.float32, name="image")],
+    )
+    archive.write_out(str(path), verbose=False)
+
+
 class CaptchaReader:
     """A saved reader model, from images to text."""
 

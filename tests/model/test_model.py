@@ -92,3 +92,23 @@ def test_training_lowers_ctc_loss_on_real_captchas(captcha_pngs):
     model.fit(images, targets, epochs=30, batch_size=len(images), verbose=0)
     after = model.evaluate(images, targets, verbose=0)
     assert after < 0.7 * before
+
+
+def test_saved_model_gives_the_same_text_as_keras(tmp_path, captcha_pngs):
+    import tensorflow as tf
+
+    from captcha_ocr.model import export_saved_model
+
+    keras.utils.set_random_seed(1)
+    model = build_training_model(TINY, 50, 200, VOCABULARY.num_classes)
+    reader = build_reader(model, VOCABULARY)
+    images = np.stack([decode_image(d, 50, 200) for d in captcha_pngs.values()])
+    export_saved_model(reader, tmp_path / "saved_model")
+
+    serve = tf.saved_model.load(str(tmp_path / "saved_model")).signatures["serving_default"]
+    out = serve(image=tf.constant(images[..., None], tf.float32))
+    texts = [t.decode() for t in out["text"].numpy()]
+    expected, confidence = CaptchaReader(reader).read(images)
+    assert any(expected)  # untrained weights read garbage, which is what we compare
+    assert texts == expected
+    np.testing.assert_allclose(out["confidence"].numpy(), confidence, rtol=1e-5)

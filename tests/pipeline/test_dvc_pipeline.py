@@ -99,6 +99,7 @@ def test_outputs_are_there(repo):
         "reports/char_confusion.csv",
         "models/train/model.keras",
         "models/export/captcha_reader.keras",
+        "models/export/saved_model/saved_model.pb",
     ):
         assert (root / path).stat().st_size > 0, path
     report = json.loads((root / "reports/data_report.json").read_text())
