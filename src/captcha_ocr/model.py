@@ -142,10 +142,18 @@ class CaptchaReader:
     """A saved reader model, from images to text."""
 
     def __init__(self, model: keras.Model):
+        import tensorflow as tf
+
         self.model = model
         decoder = model.get_layer("ctc_decode")
         self.vocabulary = Vocabulary(decoder.characters)
         _, self.height, self.width, _ = model.input.shape
+        # One traced graph for every batch size: ``model.predict`` pays a large
+        # per-call overhead and eager calls run the LSTM step by step in Python.
+        self._infer = tf.function(
+            lambda x: model(x, training=False),
+            input_signature=[tf.TensorSpec((None, self.height, self.width, 1), tf.float32)],
+        )
 
     @classmethod
     def load(cls, path) -> CaptchaReader:
@@ -153,6 +161,11 @@ class CaptchaReader:
 
     def read(self, images: np.ndarray, batch_size: int = 256) -> tuple[list[str], np.ndarray]:
         """(N, H, W) uint8 images to texts and confidences."""
-        out = self.model.predict(images[..., None], batch_size=batch_size, verbose=0)
-        texts = [self.vocabulary.decode(row) for row in out["codes"].tolist()]
-        return texts, np.asarray(out["confidence"])
+        codes, confidence = [], []
+        for start in range(0, len(images), batch_size):
+            batch = images[start : start + batch_size, ..., None].astype("float32")
+            out = self._infer(batch)
+            codes.extend(out["codes"].numpy().tolist())
+            confidence.append(out["confidence"].numpy())
+        texts = [self.vocabulary.decode(row) for row in codes]
+        return texts, np.concatenate(confidence) if confidence else np.zeros(0)

@@ -1,0 +1,110 @@
+"""Inference speed, side by side, in one run.
+
+    python bench/inference.py [--repeats 200]
+
+Run from the project folder after `dvc repro`. Compares, on the test split:
+
+- reference: the Keras example's way, ``model.predict`` on the trained network,
+  then CTC decoding in Python;
+- reader: ``CaptchaReader.read``, the exported reader as one traced graph
+  (decoding in the graph), what ``captcha-ocr predict`` and the pyfunc use;
+- saved-model: the TF Serving SavedModel signature;
+- pyfunc: the registered MLflow model (base64 PNG in, so image decoding counts).
+
+For each: images/s at batch 64 and at batch 1, and single-image p50/p99 latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+
+def timed(fn: Callable[[], object], repeats: int) -> list[float]:
+    fn()  # warm-up: graph tracing and first allocations are not inference
+    out = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=200)
+    args = parser.parse_args()
+
+    import keras
+    import pandas as pd
+    import tensorflow as tf
+
+    from captcha_ocr.ctc import greedy_decode
+    from captcha_ocr.export import READER_PATH, SAVED_MODEL_DIR
+    from captcha_ocr.ingest import IMAGES_DIR
+    from captcha_ocr.model import CaptchaReader
+    from captcha_ocr.preprocess import SPLITS_DIR, load_split
+    from captcha_ocr.train import MODEL_PATH
+
+    images = load_split("test")["images"][..., None].astype("float32")
+    batch64 = np.resize(images, (64, *images.shape[1:]))
+    one = images[:1]
+    files = pd.read_csv(SPLITS_DIR / "test.csv")["file"]
+    pngs = [base64.b64encode((IMAGES_DIR / f).read_bytes()).decode() for f in files]
+    frame64 = pd.DataFrame({"image": (pngs * 2)[:64]})
+    frame1 = frame64.iloc[:1]
+
+    network = keras.saving.load_model(MODEL_PATH)
+    reader = CaptchaReader.load(READER_PATH)
+    uint8_64, uint8_1 = batch64[..., 0].astype("uint8"), one[..., 0].astype("uint8")
+    serve = tf.saved_model.load(str(SAVED_MODEL_DIR)).signatures["serving_default"]
+
+    def reference(x):
+        return greedy_decode(np.asarray(keras.ops.softmax(network.predict(x, verbose=0))))
+
+    candidates = {
+        "reference (model.predict)": (lambda: reference(batch64), lambda: reference(one)),
+        "reader (CaptchaReader.read)": (
+            lambda: reader.read(uint8_64),
+            lambda: reader.read(uint8_1),
+        ),
+        "saved-model": (
+            lambda: serve(image=tf.constant(batch64)),
+            lambda: serve(image=tf.constant(one)),
+        ),
+    }
+    if Path("models/export/registered.json").is_file():
+        import json
+
+        import mlflow
+
+        from captcha_ocr import tracking
+
+        tracking.use_experiment()
+        registered = json.loads(Path("models/export/registered.json").read_text())
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{registered['name']}/{registered['version']}")
+        candidates["pyfunc (base64 PNG in)"] = (
+            lambda: pyfunc.predict(frame64),
+            lambda: pyfunc.predict(frame1),
+        )
+
+    print(f"{'model':28}{'img/s @64':>11}{'img/s @1':>10}{'p50 ms':>9}{'p99 ms':>9}")
+    for name, (big, single) in candidates.items():
+        big_times = timed(big, max(5, args.repeats // 20))
+        single_times = timed(single, args.repeats)
+        p50 = statistics.median(single_times) * 1000
+        p99 = float(np.percentile(single_times, 99)) * 1000
+        print(
+            f"{name:28}{64 / statistics.median(big_times):11.0f}"
+            f"{1 / statistics.median(single_times):10.0f}{p50:9.1f}{p99:9.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
