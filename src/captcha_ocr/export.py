@@ -1,7 +1,10 @@
 """Step 5, export: the reader model, image in and text out, under models/.
 
-Two formats: ``captcha_reader.keras`` (Keras, Python) and ``saved_model/``
-(TensorFlow SavedModel for TF Serving, text decoded in the graph).
+Three formats: ``captcha_reader.keras`` (Keras, Python), ``saved_model/``
+(TensorFlow SavedModel for TF Serving, text decoded in the graph) and
+``captcha_network.onnx`` with ``vocabulary.json`` (onnxruntime; decoding in
+NumPy, see ``model.OnnxReader``). Each must read the test split exactly as
+the evaluate step did.
 
 The reader is the trained network plus CTC decoding, saved as one ``.keras``
 file that carries its vocabulary. Before it is written, it must read the test
@@ -30,7 +33,14 @@ from captcha_ocr.errors import CaptchaOcrError
 from captcha_ocr.evaluate import METRICS_PATH
 from captcha_ocr.files import atomic_dir, atomic_path, write_json
 from captcha_ocr.ingest import IMAGES_DIR, INFO_PATH, sha256_of
-from captcha_ocr.model import CaptchaReader, build_reader, export_saved_model, predict_texts
+from captcha_ocr.model import (
+    CaptchaReader,
+    OnnxReader,
+    build_reader,
+    export_onnx,
+    export_saved_model,
+    predict_texts,
+)
 from captcha_ocr.preprocess import SPLITS_DIR, VOCABULARY_PATH, load_split
 from captcha_ocr.train import MODEL_PATH, RUN_PATH
 from captcha_ocr.vocabulary import Vocabulary
@@ -38,6 +48,7 @@ from captcha_ocr.vocabulary import Vocabulary
 READER_PATH = Path("models/export/captcha_reader.keras")
 REGISTERED_PATH = Path("models/export/registered.json")
 SAVED_MODEL_DIR = Path("models/export/saved_model")
+ONNX_PATH = Path("models/export/captcha_network.onnx")
 
 
 class ExportError(CaptchaOcrError):
@@ -60,6 +71,13 @@ def export(params: Params) -> Path:
         reader.model.save(tmp)
     with atomic_dir(SAVED_MODEL_DIR) as tmp:
         export_saved_model(reader.model, tmp)
+    with atomic_path(ONNX_PATH) as tmp:
+        export_onnx(model, tmp)
+    vocabulary.save(ONNX_PATH.with_name("vocabulary.json"))
+    onnx_texts, _ = OnnxReader(ONNX_PATH, vocabulary).read(images)
+    if onnx_texts != got:
+        disagree = sum(a != b for a, b in zip(onnx_texts, got, strict=True))
+        raise ExportError(f"the ONNX model disagrees with the reader on {disagree} test images")
     with tracking.resume_run(RUN_PATH):
         version = publish(READER_PATH, params)
     write_json(REGISTERED_PATH, {"name": version.name, "version": str(version.version)})
@@ -74,6 +92,7 @@ def publish(reader_path: Path, params: Params) -> ModelVersion:
 
     mlflow.log_artifact(str(reader_path), "export")
     mlflow.log_artifacts(str(SAVED_MODEL_DIR), "export/saved_model")
+    mlflow.log_artifact(str(ONNX_PATH), "export")
     tags = {
         "dataset_sha256": json.loads(INFO_PATH.read_text())["sha256"],
         "test_split_sha256": sha256_of(SPLITS_DIR / "test.csv"),

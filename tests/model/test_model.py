@@ -112,3 +112,18 @@ def test_saved_model_gives_the_same_text_as_keras(tmp_path, captcha_pngs):
     assert any(expected)  # untrained weights read garbage, which is what we compare
     assert texts == expected
     np.testing.assert_allclose(out["confidence"].numpy(), confidence, rtol=1e-5)
+
+
+def test_onnx_gives_the_same_text_as_keras(tmp_path, captcha_pngs):
+    from captcha_ocr.model import OnnxReader, export_onnx
+
+    keras.utils.set_random_seed(2)
+    model = build_training_model(TINY, 50, 200, VOCABULARY.num_classes)
+    images = np.stack([decode_image(d, 50, 200) for d in captcha_pngs.values()])
+    export_onnx(model, tmp_path / "network.onnx")
+
+    texts, confidence = OnnxReader(tmp_path / "network.onnx", VOCABULARY).read(images)
+    expected, expected_confidence = CaptchaReader(build_reader(model, VOCABULARY)).read(images)
+    assert any(expected)  # untrained weights read garbage, which is what we compare
+    assert texts == expected
+    np.testing.assert_allclose(confidence, expected_confidence, rtol=1e-3)

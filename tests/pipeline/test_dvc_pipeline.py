@@ -100,6 +100,7 @@ def test_outputs_are_there(repo):
         "models/train/model.keras",
         "models/export/captcha_reader.keras",
         "models/export/saved_model/saved_model.pb",
+        "models/export/captcha_network.onnx",
     ):
         assert (root / path).stat().st_size > 0, path
     report = json.loads((root / "reports/data_report.json").read_text())
