@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import http.client
 import shutil
 import stat
 import time
@@ -34,6 +35,8 @@ MAX_TOTAL_BYTES = 2 * 1024**3
 MAX_RATIO = 200
 
 DOWNLOAD_ATTEMPTS = 4
+# Seconds before retry n: BACKOFF_SECONDS * 2**(n - 1), i.e. 2, 4, 8 s.
+BACKOFF_SECONDS = 2.0
 
 
 class IngestError(CaptchaOcrError):
@@ -85,18 +88,19 @@ def _download(url: str, target: Path) -> None:
                         out.write(chunk)
                         bar.update(len(chunk))
                 if total is not None and out.tell() != total:
-                    raise IngestError(f"{url}: got {out.tell()} of {total} bytes")
+                    raise IngestError(f"got {out.tell()} of {total} bytes")
             return
         except urllib.error.HTTPError as err:
             if err.code < 500:  # a 404 will not get better by asking again
                 raise IngestError(f"{url}: HTTP {err.code} {err.reason}") from None
             problem = f"HTTP {err.code}"
-        except (urllib.error.URLError, OSError, IngestError) as err:
-            problem = str(err)
+        except (urllib.error.URLError, OSError, http.client.HTTPException, IngestError) as err:
+            # A dropped connection shows up as any of these, depending on when it drops.
+            problem = str(err) or type(err).__name__
         if attempt == DOWNLOAD_ATTEMPTS:
             raise IngestError(f"{url}: gave up after {attempt} attempts: {problem}")
-        wait = 2**attempt
-        print(f"download failed ({problem}); retrying in {wait} s")
+        wait = BACKOFF_SECONDS * 2 ** (attempt - 1)
+        print(f"download failed ({problem}); retrying in {wait:g} s")
         time.sleep(wait)
 
 

@@ -1,6 +1,7 @@
 """Ingest: copy or download the zip all-or-nothing, and unpack it safely."""
 
 import http.server
+import socket
 import stat
 import threading
 import zipfile
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import captcha_ocr.ingest as ingest_module
 from captcha_ocr.config import IngestParams
 from captcha_ocr.ingest import IngestError, fetch, ingest, safe_extract, sha256_of
 
@@ -127,3 +129,106 @@ def test_download_404_fails_without_leaving_a_file(tmp_path, http_server):
     with pytest.raises(IngestError, match="HTTP 404"):
         fetch(f"{url}/missing.zip", target)
     assert list(target.parent.iterdir()) == []
+
+
+class FlakyServer:
+    """Serves one body on 127.0.0.1, dropping the connection half-way through
+    the first ``drops`` responses (``chunked`` picks the transfer encoding)."""
+
+    def __init__(self, body: bytes, drops: int, chunked: bool = False):
+        self.body, self.drops, self.chunked, self.requests = body, drops, chunked, 0
+        flaky = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                flaky.requests += 1
+                drop = flaky.requests <= flaky.drops
+                data = flaky.body[: len(flaky.body) // 2] if drop else flaky.body
+                self.send_response(200)
+                self.send_header("Content-Type", "application/zip")
+                if flaky.chunked:
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                    if not drop:
+                        self.wfile.write(b"0\r\n\r\n")
+                else:
+                    self.send_header("Content-Length", str(len(flaky.body)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                self.wfile.flush()
+                if drop:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                self.close_connection = True
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/captcha.zip"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def quick_backoff(monkeypatch):
+    monkeypatch.setattr(ingest_module, "BACKOFF_SECONDS", 0.01)
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_dropped_download_is_retried_with_backoff(
+    tmp_path, captcha_zip, capsys, quick_backoff, chunked
+):
+    flaky = FlakyServer(captcha_zip.read_bytes(), drops=2, chunked=chunked)
+    target = tmp_path / "raw" / "captcha.zip"
+    try:
+        fetch(flaky.url, target, expected_sha256=sha256_of(captcha_zip))
+    finally:
+        flaky.server.shutdown()
+    assert flaky.requests == 3
+    out = capsys.readouterr().out
+    assert "retrying in 0.01 s" in out and "retrying in 0.02 s" in out
+    assert sha256_of(target) == sha256_of(captcha_zip)
+    assert [p.name for p in target.parent.iterdir()] == ["captcha.zip"]
+
+
+def test_download_that_keeps_dropping_fails_and_keeps_the_good_zip(
+    tmp_path, captcha_zip, quick_backoff
+):
+    target = tmp_path / "raw" / "captcha.zip"
+    target.parent.mkdir()
+    target.write_bytes(b"the zip of an earlier, complete run")
+    flaky = FlakyServer(captcha_zip.read_bytes(), drops=100)
+    try:
+        with pytest.raises(IngestError, match=r"gave up after 4 attempts: got \d+ of \d+ bytes"):
+            fetch(flaky.url, target)
+    finally:
+        flaky.server.shutdown()
+    assert flaky.requests == ingest_module.DOWNLOAD_ATTEMPTS
+    assert target.read_bytes() == b"the zip of an earlier, complete run"
+    assert [p.name for p in target.parent.iterdir()] == ["captcha.zip"]
+
+
+@pytest.mark.parametrize(
+    ("limit", "value", "message"),
+    [("MAX_ENTRIES", 3, "4 entries, limit 3"), ("MAX_TOTAL_BYTES", 30, "40 bytes uncompressed")],
+)
+def test_extraction_limits_entry_count_and_total_size(tmp_path, monkeypatch, limit, value, message):
+    monkeypatch.setattr(ingest_module, limit, value)
+    archive = make_zip(tmp_path / "many.zip", {f"{i}/abcde.png": b"0123456789" for i in range(4)})
+    with pytest.raises(IngestError, match=message):
+        safe_extract(archive, tmp_path / "images")
+    assert not (tmp_path / "images").exists()
+
+
+def test_cli_refuses_a_zip_that_is_not_the_pinned_one(tmp_path, captcha_zip, monkeypatch, capsys):
+    from captcha_ocr.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CAPTCHA_OCR_SOURCE", str(captcha_zip))
+    (tmp_path / "params.yaml").write_text(f"ingest:\n  sha256: '{'ab' * 32}'\n")
+    assert main(["ingest"]) == 1
+    assert f"does not match ingest.sha256 {'ab' * 32}" in capsys.readouterr().err
+    assert not (tmp_path / "data" / "raw" / "images").exists()
+    assert list((tmp_path / "data" / "raw").iterdir()) == []

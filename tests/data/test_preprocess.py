@@ -107,3 +107,21 @@ def test_arrays_match_the_csv(tmp_path, images_dir):
 def test_limit_takes_a_seeded_subset(tmp_path, images_dir):
     report, _ = run(tmp_path, images_dir, limit=6, val_fraction=0.2, test_fraction=0.2)
     assert sum(report["splits"].values()) == 6
+
+
+def test_wrong_size_is_resized_or_reported_as_params_say(tmp_path, images_dir, captcha_pngs):
+    buffer = io.BytesIO()
+    Image.new("L", (120, 40), 128).save(buffer, format="PNG")
+    (images_dir / "small.png").write_bytes(buffer.getvalue())
+    fractions = {"val_fraction": 0.25, "test_fraction": 0.25, "max_rejected_fraction": 0.1}
+
+    report, _ = run(tmp_path / "reject", images_dir, wrong_size="reject", **fractions)
+    assert report["accepted"] == len(captcha_pngs)
+    assert report["rejected"] == [{"file": "small.png", "reason": "size 120x40, expected 200x50"}]
+    saved = json.loads((tmp_path / "reject" / "out" / "data_report.json").read_text())
+    assert saved["rejected"] == report["rejected"]
+
+    report, out = run(tmp_path / "resize", images_dir, wrong_size="resize", **fractions)
+    assert report["accepted"] == len(captcha_pngs) + 1 and report["rejected"] == []
+    with np.load(out / "prepared" / "train.npz") as arrays:
+        assert arrays["images"].shape[1:] == (50, 200)
