@@ -11,7 +11,9 @@ import sys
 
 from captcha_ocr.errors import CaptchaOcrError
 
-STEPS = ("ingest", "preprocess", "train", "evaluate", "export", "promote", "predict")
+STEPS = ("ingest", "preprocess", "train", "evaluate", "export", "promote", "predict", "pipeline")
+# Commands whose module is not named after them.
+MODULES = {"pipeline": "kubeflow"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,9 +22,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"usage: captcha-ocr {{{','.join(STEPS)}}} [options]")
         print("Run one step of the captcha-ocr pipeline (`dvc repro` runs them all),")
         print("or read captchas: captcha-ocr predict PATH... [--model URI] [--json]")
+        print("or run it on Kubeflow: captcha-ocr pipeline {compile,run-local,submit}")
         return 0 if argv[:1] in ([], ["-h"], ["--help"]) else 2
     step, rest = argv[0], argv[1:]
-    module = importlib.import_module(f"captcha_ocr.{step}")
+    module = importlib.import_module(f"captcha_ocr.{MODULES.get(step, step)}")
     try:
         module.main(rest)
     except (CaptchaOcrError, FileNotFoundError) as err:

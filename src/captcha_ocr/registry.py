@@ -8,6 +8,7 @@ registry call, so a failure at any point leaves the champion as it was.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from captcha_ocr.config import PromoteParams
 from captcha_ocr.errors import CaptchaOcrError
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+GIT_COMMIT_ENV = "CAPTCHA_OCR_GIT_COMMIT"
 
 
 class PromotionError(CaptchaOcrError):
@@ -79,6 +81,10 @@ def register_reader(
 
 
 def git_commit() -> str:
+    """The commit the code came from: $CAPTCHA_OCR_GIT_COMMIT (set where there is no
+    git checkout, as in a Kubeflow pod), else ``git rev-parse HEAD``."""
+    if os.environ.get(GIT_COMMIT_ENV):
+        return os.environ[GIT_COMMIT_ENV]
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
@@ -112,18 +118,22 @@ class Scores:
             ) from None
 
 
+def evaluation_gate(exact_match: float, gate: PromoteParams) -> tuple[bool, str]:
+    """Whether test scores allow promotion at all, whatever the champion (pure)."""
+    if exact_match >= gate.min_exact_match:
+        return True, (
+            f"exact match {exact_match:.4f} >= promote.min_exact_match {gate.min_exact_match}"
+        )
+    return False, (
+        f"exact match {exact_match:.4f} is below promote.min_exact_match {gate.min_exact_match}"
+    )
+
+
 def decide(candidate: Scores, champion: Scores | None, gate: PromoteParams) -> tuple[bool, str]:
     """Whether ``candidate`` should become champion, and why (pure)."""
+    passes, why = evaluation_gate(candidate.exact_match, gate)
     if champion is None:
-        if candidate.exact_match >= gate.min_exact_match:
-            return True, (
-                f"first champion: exact match {candidate.exact_match:.4f} >= "
-                f"promote.min_exact_match {gate.min_exact_match}"
-            )
-        return False, (
-            f"exact match {candidate.exact_match:.4f} is below "
-            f"promote.min_exact_match {gate.min_exact_match}"
-        )
+        return passes, f"first champion: {why}" if passes else why
     if candidate.version == champion.version:
         return False, f"version {candidate.version} is already champion"
     if (candidate.test_split, candidate.metrics_version) != (
@@ -131,11 +141,8 @@ def decide(candidate: Scores, champion: Scores | None, gate: PromoteParams) -> t
         champion.metrics_version,
     ):
         return False, "scored on another test split or metric definition than the champion"
-    if candidate.exact_match < gate.min_exact_match:
-        return False, (
-            f"exact match {candidate.exact_match:.4f} is below "
-            f"promote.min_exact_match {gate.min_exact_match}"
-        )
+    if not passes:
+        return False, why
     if candidate.exact_match > champion.exact_match + gate.min_gain:
         return True, (
             f"exact match {candidate.exact_match:.4f} beats champion's "

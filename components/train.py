@@ -1,0 +1,22 @@
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Model, Output
+
+from components.image import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def train_model(
+    train: dict,
+    mlflow_tracking_uri: str,
+    raw: Input[Dataset],
+    prepared: Input[Dataset],
+    model: Output[Model],
+):
+    """Train the CNN + BiLSTM + CTC model; open the MLflow run (`captcha-ocr train`).
+
+    Uses every GPU the pod is given (MirroredStrategy when there are several).
+    """
+    from captcha_ocr.workspace import read_json, run_step
+
+    run_step("train", {"train": train}, [raw.path, prepared.path], model.path, mlflow_tracking_uri)
+    model.metadata.update(read_json(model.path, "models/train/mlflow_run.json"))

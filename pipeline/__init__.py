@@ -1,0 +1,1 @@
+"""The Kubeflow pipeline: the components of ``components/`` chained like dvc.yaml."""

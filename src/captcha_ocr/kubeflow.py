@@ -1,0 +1,210 @@
+"""``captcha-ocr pipeline``: compile, run locally, or submit the Kubeflow pipeline.
+
+    captcha-ocr pipeline compile [-o pipeline.yaml]
+    captcha-ocr pipeline run-local [--param train.epochs=1 ...]
+    captcha-ocr pipeline submit --host URL [--experiment NAME] [--namespace NS]
+                                [--param k=v ...] [--wait]
+
+The pipeline (``pipeline/``) and its components (``components/``) live in the
+project folder, next to dvc.yaml; run these commands from there. Params come
+from params.yaml; ``--param section.key=value`` overrides one (the value is
+read as YAML) and is checked like params.yaml before anything runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from captcha_ocr.config import Params, ParamsError
+from captcha_ocr.errors import CaptchaOcrError
+
+ENDPOINT_ENV = "KF_PIPELINES_ENDPOINT"
+TOKEN_ENV = "KF_PIPELINES_TOKEN"
+LOCAL_ROOT = Path("kfp_local")
+
+
+class PipelineError(CaptchaOcrError):
+    pass
+
+
+def load_pipeline_module(project: Path):
+    """Import ``pipeline/captcha_pipeline.py`` from the project folder."""
+    if not (project / "pipeline" / "captcha_pipeline.py").is_file():
+        raise PipelineError(
+            f"{project / 'pipeline'}: no captcha_pipeline.py; run this from the project folder"
+        )
+    if str(project) not in sys.path:
+        sys.path.insert(0, str(project))
+    from pipeline import captcha_pipeline
+
+    return captcha_pipeline
+
+
+def apply_overrides(sections: dict[str, dict], overrides: list[str]) -> dict[str, dict]:
+    """``section.key=value`` pairs onto the params; the result is validated."""
+    result = {name: dict(values) for name, values in sections.items()}
+    for override in overrides:
+        name, sep, text = override.partition("=")
+        section, dot, key = name.partition(".")
+        if not sep or not dot:
+            raise ParamsError(f"--param {override!r}: expected section.key=value")
+        if section not in result:
+            raise ParamsError(f"--param {override!r}: unknown section {section!r}")
+        result[section][key] = yaml.safe_load(text)
+    try:
+        Params.model_validate(result)
+    except Exception as err:  # pydantic's message names the key
+        raise ParamsError(f"--param: {err}") from None
+    return result
+
+
+def pipeline_arguments(
+    module, options, overrides: list[str], tracking_uri: str | None
+) -> dict[str, object]:
+    arguments: dict[str, object] = dict(
+        apply_overrides(module.default_params(options.params_path), overrides)
+    )
+    if tracking_uri is not None:
+        arguments["mlflow_tracking_uri"] = tracking_uri
+    return arguments
+
+
+def compile_pipeline(module, options, output: Path) -> Path:
+    from kfp import compiler
+
+    compiler.Compiler().compile(module.build_pipeline(options), str(output))
+    return output
+
+
+def run_local(module, options, arguments: dict[str, object], root: Path) -> None:
+    """The whole pipeline, each component in a subprocess of this Python."""
+    from kfp import local
+
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root.resolve()))
+    module.build_pipeline(options)(**arguments)
+
+
+def submit(
+    module,
+    options,
+    host: str,
+    arguments: dict[str, object],
+    experiment: str,
+    namespace: str | None,
+    run_name: str | None,
+    wait: bool,
+    timeout: int,
+):
+    import kfp
+
+    # kfp.Client talks to the server as soon as it is made.
+    client = kfp.Client(host=host, namespace=namespace, existing_token=os.environ.get(TOKEN_ENV))
+    with tempfile.TemporaryDirectory() as folder:
+        package = compile_pipeline(module, options, Path(folder) / "pipeline.yaml")
+        result = client.create_run_from_pipeline_package(
+            str(package),
+            arguments=arguments,
+            run_name=run_name,
+            experiment_name=experiment,
+            namespace=namespace,
+        )
+    url = f"{client._get_url_prefix()}/#/runs/details/{result.run_id}"
+    print(f"submitted run {result.run_id} to experiment {experiment!r}: {url}")
+    if wait:
+        run = client.wait_for_run_completion(result.run_id, timeout=timeout)
+        state = getattr(run, "state", "unknown")
+        print(f"run {result.run_id} finished: {state}")
+        if str(state).upper() != "SUCCEEDED":
+            raise PipelineError(f"run {result.run_id} ended {state}: {url}")
+    return result.run_id, url
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="captcha-ocr pipeline",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in ("compile", "run-local", "submit"):
+        sub = commands.add_parser(name)
+        sub.add_argument("--params", type=Path, default=Path("params.yaml"))
+        sub.add_argument(
+            "--image", help="container image of the components (or $CAPTCHA_OCR_IMAGE)"
+        )
+        sub.add_argument("--mlflow-uri", help="MLflow tracking URI the pods log to")
+        sub.add_argument("--mlflow-secret", help="Kubernetes secret with MLflow credentials")
+        sub.add_argument("--train-cpu", default="2")
+        sub.add_argument("--train-memory", default="4G")
+        sub.add_argument("--accelerator-type", help="e.g. nvidia.com/gpu")
+        sub.add_argument("--accelerator-count", type=int, default=1)
+        if name != "compile":
+            sub.add_argument("--param", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    commands.choices["compile"].add_argument("-o", "--output", type=Path, default="pipeline.yaml")
+    local_cmd = commands.choices["run-local"]
+    local_cmd.add_argument("--pipeline-root", type=Path, default=LOCAL_ROOT)
+    remote = commands.choices["submit"]
+    remote.add_argument("--host", default=os.environ.get(ENDPOINT_ENV))
+    remote.add_argument("--experiment", default="captcha-ocr")
+    remote.add_argument("--namespace")
+    remote.add_argument("--run-name")
+    remote.add_argument("--wait", action="store_true")
+    remote.add_argument("--timeout", type=int, default=6 * 3600, help="seconds, with --wait")
+    args = parser.parse_args(argv)
+
+    if args.image:
+        # Read when the components are defined, so before the pipeline is imported.
+        os.environ["CAPTCHA_OCR_IMAGE"] = args.image
+    module = load_pipeline_module(Path.cwd())
+    options = module.PipelineOptions(
+        params_path=args.params,
+        mlflow_tracking_uri=args.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI", ""),
+        train_cpu=args.train_cpu,
+        train_memory=args.train_memory,
+        accelerator_type=args.accelerator_type,
+        accelerator_count=args.accelerator_count,
+        mlflow_secret=args.mlflow_secret,
+    )
+    if args.command == "compile":
+        path = compile_pipeline(module, options, args.output)
+        print(f"compiled the pipeline to {path} (image {module.IMAGE})")
+    elif args.command == "run-local":
+        from captcha_ocr.tracking import tracking_uri
+
+        overrides = list(args.param)
+        if os.environ.get("CAPTCHA_OCR_SOURCE"):
+            overrides.insert(0, f"ingest.source={os.environ['CAPTCHA_OCR_SOURCE']}")
+        uri = args.mlflow_uri or tracking_uri()
+        run_local(
+            module, options, pipeline_arguments(module, options, overrides, uri), args.pipeline_root
+        )
+        print(
+            f"pipeline finished: artifacts under {args.pipeline_root}/, runs and models "
+            f"in MLflow at {uri}"
+        )
+    else:
+        if not args.host:
+            raise PipelineError(f"--host is missing (or set {ENDPOINT_ENV})")
+        if not options.mlflow_tracking_uri:
+            raise PipelineError(
+                "--mlflow-uri is missing (or set MLFLOW_TRACKING_URI): the pods need an "
+                "MLflow server they can reach"
+            )
+        arguments = pipeline_arguments(module, options, args.param, options.mlflow_tracking_uri)
+        submit(
+            module,
+            options,
+            args.host,
+            arguments,
+            args.experiment,
+            args.namespace,
+            args.run_name,
+            args.wait,
+            args.timeout,
+        )
