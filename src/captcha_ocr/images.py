@@ -11,6 +11,10 @@ import io
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+# A small file can claim a huge canvas (a decompression bomb); refuse it before
+# decoding. Captchas are 200x50; this still admits a 4000x2500 photo.
+MAX_PIXELS = 10_000_000
+
 
 class ImageError(ValueError):
     """An image that cannot be used; the message says why."""
@@ -36,6 +40,10 @@ def to_grayscale(data: bytes) -> Image.Image:
         raise ImageError("empty file")
     try:
         with Image.open(io.BytesIO(data)) as image:
+            if image.width * image.height > MAX_PIXELS:
+                raise ImageError(
+                    f"image of {image.width}x{image.height} pixels, limit {MAX_PIXELS} pixels"
+                )
             image.load()
             if image.mode in ("RGBA", "LA", "P"):
                 image = image.convert("RGBA")
@@ -44,5 +52,7 @@ def to_grayscale(data: bytes) -> Image.Image:
             return image.convert("L")
     except UnidentifiedImageError:
         raise ImageError("not a readable image: unknown format (PNG or JPEG expected)") from None
-    except (OSError, SyntaxError, ValueError) as err:
+    except ImageError:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise ImageError(f"not a readable image: {err}") from None
