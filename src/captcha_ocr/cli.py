@@ -11,7 +11,17 @@ import sys
 
 from captcha_ocr.errors import CaptchaOcrError
 
-STEPS = ("ingest", "preprocess", "train", "evaluate", "export", "promote", "predict", "pipeline")
+STEPS = (
+    "ingest",
+    "preprocess",
+    "train",
+    "evaluate",
+    "export",
+    "promote",
+    "predict",
+    "demo",
+    "pipeline",
+)
 # Commands whose module is not named after them.
 MODULES = {"pipeline": "kubeflow"}
 
@@ -22,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"usage: captcha-ocr {{{','.join(STEPS)}}} [options]")
         print("Run one step of the captcha-ocr pipeline (`dvc repro` runs them all),")
         print("or read captchas: captcha-ocr predict PATH... [--model URI] [--json]")
+        print("or try them in a browser: captcha-ocr demo [--model URI] [--port 8000]")
         print("or run it on Kubeflow: captcha-ocr pipeline {compile,run-local,submit}")
         return 0 if argv[:1] in ([], ["-h"], ["--help"]) else 2
     step, rest = argv[0], argv[1:]

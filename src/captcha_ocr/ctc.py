@@ -35,3 +35,30 @@ def greedy_decode(probabilities: np.ndarray) -> tuple[list[list[int]], np.ndarra
     best = probabilities.argmax(axis=-1)
     confidence = np.exp(np.log(probabilities.max(axis=-1) + 1e-12).sum(axis=-1))
     return [collapse(row) for row in best], confidence
+
+
+def character_confidences(probabilities: np.ndarray) -> list[list[float]]:
+    """One confidence per character that greedy decoding emits, per sample.
+
+    A character comes from a run of frames whose best class is that character;
+    its confidence is the highest softmax probability within the run (the frame
+    where the network was surest). The lists line up with ``greedy_decode``'s
+    codes, so ``zip(text, confidences)`` pairs each character with its score.
+    """
+    if probabilities.ndim != 3:
+        raise ValueError(f"expected (batch, time, classes), got {probabilities.shape}")
+    best = probabilities.argmax(axis=-1)
+    peak = probabilities.max(axis=-1)
+    out: list[list[float]] = []
+    for path, scores in zip(best, peak, strict=True):
+        found: list[float] = []
+        previous = None
+        for index, score in zip(path.tolist(), scores.tolist(), strict=True):
+            if index != BLANK_INDEX:
+                if index != previous:
+                    found.append(score)
+                else:
+                    found[-1] = max(found[-1], score)
+            previous = index
+        out.append(found)
+    return out

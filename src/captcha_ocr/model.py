@@ -12,12 +12,14 @@ its sizes in params.yaml. Two models come out of it:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
 import numpy as np
 from keras import layers, ops
 
 from captcha_ocr.config import TrainParams
-from captcha_ocr.ctc import greedy_decode
+from captcha_ocr.ctc import character_confidences, greedy_decode
 from captcha_ocr.vocabulary import BLANK_INDEX, Vocabulary
 
 PACKAGE = "captcha_ocr"
@@ -171,19 +173,32 @@ class OnnxReader:
         return [self.vocabulary.decode(c) for c in codes], confidence
 
 
+@dataclass(frozen=True)
+class Reading:
+    """One image read: the text, its best-path probability, a score per character."""
+
+    text: str
+    confidence: float
+    characters: list[tuple[str, float]]
+
+
 class CaptchaReader:
     """A saved reader model, from images to text."""
 
     def __init__(self, model: keras.Model):
-        import tensorflow as tf
-
         self.model = model
         decoder = model.get_layer("ctc_decode")
         self.vocabulary = Vocabulary(decoder.characters)
         _, self.height, self.width, _ = model.input.shape
         # One traced graph for every batch size: ``model.predict`` pays a large
         # per-call overhead and eager calls run the LSTM step by step in Python.
-        self._infer = tf.function(
+        self._infer = self._trace(model)
+        self._infer_logits = None  # traced on first use of read_characters
+
+    def _trace(self, model: keras.Model):
+        import tensorflow as tf
+
+        return tf.function(
             lambda x: model(x, training=False),
             input_signature=[tf.TensorSpec((None, self.height, self.width, 1), tf.float32)],
         )
@@ -202,3 +217,21 @@ class CaptchaReader:
             confidence.append(out["confidence"].numpy())
         texts = [self.vocabulary.decode(row) for row in codes]
         return texts, np.concatenate(confidence) if confidence else np.zeros(0)
+
+    def read_characters(self, images: np.ndarray) -> list[Reading]:
+        """Like ``read``, plus each character's confidence (``ctc.character_confidences``)."""
+        if self._infer_logits is None:
+            decoder = self.model.get_layer("ctc_decode")
+            detailed = keras.Model(self.model.input, {"logits": decoder.input, **self.model.output})
+            self._infer_logits = self._trace(detailed)
+        out = self._infer_logits(images[..., None].astype("float32"))
+        texts = [self.vocabulary.decode(row) for row in out["codes"].numpy().tolist()]
+        probabilities = np.asarray(ops.softmax(out["logits"], axis=-1), dtype="float64")
+        readings = []
+        for text, conf, scores in zip(
+            texts, out["confidence"].numpy(), character_confidences(probabilities), strict=True
+        ):
+            if len(scores) != len(text):
+                raise RuntimeError(f"decoded {text!r} but found {len(scores)} character runs")
+            readings.append(Reading(text, float(conf), list(zip(text, scores, strict=True))))
+        return readings

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from captcha_ocr.errors import CaptchaOcrError
 from captcha_ocr.export import READER_PATH
 from captcha_ocr.images import ImageError, decode_image, to_grayscale
+from captcha_ocr.model import Reading
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 DEFAULT_REGISTRY_URI = "models:/captcha-ocr@champion"
@@ -43,7 +46,12 @@ def inputs(paths: list[str]) -> Iterator[tuple[str, bytes]]:
 
 
 class Predictor:
-    """One interface over a local reader file and an MLflow pyfunc model."""
+    """One interface over a local reader file and an MLflow pyfunc model.
+
+    A ``models:/name@alias`` URI is resolved to its version once, at load time,
+    and that exact version is loaded: ``source`` then says which version
+    answers even if the alias moves on while this process runs.
+    """
 
     def __init__(self, model: str):
         local = Path(model)
@@ -54,14 +62,17 @@ class Predictor:
 
             self.reader = CaptchaReader.load(local)
             self.pyfunc = None
+            self.source = {"kind": "local file", "uri": str(local.resolve())}
         elif ":/" in model:
             import mlflow
 
             from captcha_ocr import tracking
 
             tracking.use_experiment()
-            self.reader = None
-            self.pyfunc = mlflow.pyfunc.load_model(model)
+            self.source = resolve_model_uri(model)
+            self.pyfunc = mlflow.pyfunc.load_model(self.source["uri"])
+            # The pyfunc wraps a CaptchaReader; per-character scores need it directly.
+            self.reader = self.pyfunc.unwrap_python_model().reader
         else:
             raise FileNotFoundError(f"{model}: not a reader file, folder or MLflow model URI")
 
@@ -74,6 +85,42 @@ class Predictor:
             return out["text"].tolist(), out["confidence"].to_numpy()
         batch = np.stack([decode_image(b, self.reader.height, self.reader.width) for b in images])
         return self.reader.read(batch)
+
+    def read_characters(self, images: list[bytes]) -> list[Reading]:
+        """Text, confidence and a score per character; images of any size are resized."""
+        batch = np.stack([decode_image(b, self.reader.height, self.reader.width) for b in images])
+        return self.reader.read_characters(batch)
+
+
+def resolve_model_uri(uri: str) -> dict[str, str]:
+    """``models:/name@alias`` or ``models:/name/version`` to the version it means."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    match = re.fullmatch(r"models:/([^/@]+)(?:@([^/]+)|/(\d+))", uri)
+    if not match:
+        return {"kind": "MLflow model", "uri": uri}
+    name, alias, version = match.groups()
+    client = MlflowClient()
+    try:
+        found = (
+            client.get_model_version_by_alias(name, alias)
+            if alias
+            else client.get_model_version(name, version)
+        )
+    except MlflowException as err:
+        raise CaptchaOcrError(f"{uri}: {err.message}") from None
+    source = {
+        "kind": "registered model",
+        "uri": f"models:/{name}/{found.version}",
+        "name": name,
+        "version": str(found.version),
+        "run_id": found.run_id or "",
+        "test_exact_match": found.tags.get("test_exact_match", ""),
+    }
+    if alias:
+        source["alias"] = alias
+    return source
 
 
 def main(argv: list[str] | None = None) -> int:

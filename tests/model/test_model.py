@@ -127,3 +127,23 @@ def test_onnx_gives_the_same_text_as_keras(tmp_path, captcha_pngs):
     assert any(expected)  # untrained weights read garbage, which is what we compare
     assert texts == expected
     np.testing.assert_allclose(confidence, expected_confidence, rtol=1e-3)
+
+
+def test_read_characters_gives_the_reader_text_and_a_score_per_character(captcha_pngs):
+    keras.utils.set_random_seed(3)
+    model = build_training_model(TINY, 50, 200, VOCABULARY.num_classes)
+    reader = CaptchaReader(build_reader(model, VOCABULARY))
+    images = np.stack([decode_image(d, 50, 200) for d in captcha_pngs.values()])
+
+    readings = reader.read_characters(images)
+    texts, confidence = reader.read(images)
+    assert any(texts)  # untrained weights read garbage, which is what we compare
+    assert [r.text for r in readings] == texts
+    np.testing.assert_allclose([r.confidence for r in readings], confidence, rtol=1e-5)
+    for reading in readings:
+        assert "".join(c for c, _ in reading.characters) == reading.text
+        # The best path's probability multiplies every frame's peak, so it can
+        # never exceed the score of any one character.
+        assert all(
+            reading.confidence <= score + 1e-6 <= 1 + 1e-6 for _, score in reading.characters
+        )

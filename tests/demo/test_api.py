@@ -1,0 +1,149 @@
+"""The demo's JSON endpoint over a real server on 127.0.0.1 and a real tiny reader."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+from PIL import Image
+
+from captcha_ocr.demo import MAX_BODY_BYTES, create_app, gallery_images
+from captcha_ocr.images import decode_image
+from captcha_ocr.model import CaptchaReader
+from captcha_ocr.predict import Predictor
+from captcha_ocr.serving import MAX_IMAGE_BYTES
+
+from .conftest import serving
+
+
+@pytest.fixture(scope="module")
+def demo(reader_path, gallery_dir):
+    app = create_app(Predictor(str(reader_path)), gallery_images(gallery_dir))
+    with serving(app) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def expected(reader_path, captcha_pngs):
+    """What the reader itself returns for each captcha: the page must agree."""
+    reader = CaptchaReader.load(reader_path)
+    images = np.stack([decode_image(d, 50, 200) for d in captcha_pngs.values()])
+    texts, confidence = reader.read(images)
+    assert any(texts)
+    return dict(zip(captcha_pngs, zip(texts, confidence, strict=True), strict=True))
+
+
+def post_file(url: str, name: str, data: bytes, kind: str = "image/png") -> requests.Response:
+    return requests.post(f"{url}/api/read", files={"file": (name, data, kind)}, timeout=60)
+
+
+def test_multipart_upload_reads_like_the_reader(demo, captcha_pngs, expected, reader_path):
+    for label, data in list(captcha_pngs.items())[:4]:
+        response = post_file(demo, f"{label}.png", data)
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        text, confidence = expected[label]
+        assert answer["text"] == text
+        assert answer["confidence"] == pytest.approx(float(confidence), rel=1e-4)
+        assert [c["char"] for c in answer["characters"]] == list(text)
+        assert all(confidence <= c["confidence"] + 1e-6 <= 1 for c in answer["characters"])
+        assert answer["file"] == f"{label}.png"
+        assert answer["model"] == {"kind": "local file", "uri": str(reader_path.resolve())}
+
+
+def test_json_base64_gives_the_same_answer(demo, captcha_pngs):
+    label, data = next(iter(captcha_pngs.items()))
+    by_form = post_file(demo, "x.png", data).json()
+    plain = base64.b64encode(data).decode()
+    for value in (plain, f"data:image/png;base64,{plain}"):
+        response = requests.post(f"{demo}/api/read", json={"image": value}, timeout=60)
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        assert (answer["text"], answer["characters"]) == (by_form["text"], by_form["characters"])
+
+
+def test_a_jpeg_of_another_size_is_resized_and_read(demo, captcha_pngs):
+    image = Image.open(io.BytesIO(next(iter(captcha_pngs.values())))).convert("RGB")
+    buffer = io.BytesIO()
+    image.resize((400, 100)).save(buffer, format="JPEG")
+    response = post_file(demo, "big.jpg", buffer.getvalue(), "image/jpeg")
+    assert response.status_code == 200, response.text
+    assert len(response.json()["characters"]) == len(response.json()["text"])
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "status", "message"),
+    [
+        ("notes.txt", b"these are notes, not a picture", 400, "notes.txt: not a readable image"),
+        ("empty.png", b"", 400, "empty.png: empty file"),
+        ("cut.png", None, 400, "cut.png: not a readable image"),
+        ("huge.png", b"\x89PNG" + b"0" * (MAX_IMAGE_BYTES + 10), 413, f"limit {MAX_IMAGE_BYTES}"),
+        ("giant.png", b"0" * (MAX_BODY_BYTES + 10), 413, f"limit {MAX_BODY_BYTES}"),
+    ],
+)
+def test_bad_files_get_a_4xx_json_message(demo, captcha_pngs, name, data, status, message):
+    if data is None:  # a real PNG cut in half
+        png = next(iter(captcha_pngs.values()))
+        data = png[: len(png) // 2]
+    response = post_file(demo, name, data)
+    assert response.status_code == status
+    assert message in response.json()["error"]
+
+
+def test_bad_requests_name_what_is_wrong(demo):
+    cases = [
+        (dict(data=b"hello", headers={"Content-Type": "text/plain"}), 415, "'text/plain'"),
+        (dict(json={"image": "!!not base64!!"}), 400, "field 'image': not valid base64"),
+        (dict(json={"picture": "abc"}), 400, '{"image":'),
+        (
+            dict(data=b"{not json", headers={"Content-Type": "application/json"}),
+            400,
+            "not valid JSON",
+        ),
+        (dict(files={"other": ("a.png", b"x")}), 400, "field 'file'"),
+    ]
+    for kwargs, status, message in cases:
+        response = requests.post(f"{demo}/api/read", timeout=60, **kwargs)
+        assert response.status_code == status, kwargs
+        assert message in response.json()["error"], response.json()
+
+
+def test_server_keeps_answering_after_bad_requests(demo, captcha_pngs):
+    for _ in range(3):
+        assert post_file(demo, "bad.png", b"nope").status_code == 400
+    label, data = next(iter(captcha_pngs.items()))
+    assert post_file(demo, f"{label}.png", data).status_code == 200
+
+
+def test_page_model_and_gallery(demo, gallery_dir):
+    page = requests.get(demo, timeout=30)
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert 'id="file"' in page.text and "/api/read" in page.text
+
+    assert requests.get(f"{demo}/api/model", timeout=30).json()["kind"] == "local file"
+    listing = requests.get(f"{demo}/api/gallery", timeout=30).json()
+    assert sorted(item["name"] for item in listing) == sorted(p.name for p in gallery_dir.iterdir())
+    first = listing[0]
+    image = requests.get(demo + first["url"], timeout=30)
+    assert image.content == (gallery_dir / first["name"]).read_bytes()
+    missing = requests.get(f"{demo}/gallery/missing.png", timeout=30)
+    assert missing.status_code == 404 and "no gallery image" in missing.json()["error"]
+    outside = requests.get(f"{demo}/gallery/..%2F..%2Fetc%2Fpasswd", timeout=30)
+    assert outside.status_code == 404 and "Not Found" in outside.json()["error"]
+
+
+def test_default_gallery_is_the_test_split(tmp_path, monkeypatch, captcha_pngs):
+    monkeypatch.chdir(tmp_path)
+    images = tmp_path / "data" / "raw" / "images"
+    images.mkdir(parents=True)
+    labels = list(captcha_pngs)[:3]
+    for label in labels:
+        (images / f"{label}.png").write_bytes(captcha_pngs[label])
+    (tmp_path / "data" / "splits").mkdir()
+    test = pd.DataFrame({"file": [f"{k}.png" for k in labels[1:]], "label": labels[1:]})
+    test.to_csv(tmp_path / "data" / "splits" / "test.csv", index=False)
+    assert list(gallery_images()) == [f"{k}.png" for k in labels[1:]]
