@@ -1,13 +1,14 @@
 """Step 4, evaluate: score the trained model on the test split.
 
 Writes the metrics DVC and MLflow both show (same names, same numbers), the
-per-character confusion, every wrong prediction, a grid of sample predictions
-and the training curves.
+per-character confusion, every wrong prediction, a grid of sample predictions,
+the training curves, and the run report (one HTML page with all of it).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import keras
@@ -20,7 +21,9 @@ from captcha_ocr.files import write_json, write_with
 from captcha_ocr.metrics import character_confusion, character_error_rate, exact_match
 from captcha_ocr.model import predict_texts
 from captcha_ocr.plots import prediction_grid, training_curves
+from captcha_ocr.preprocess import REPORT_PATH as DATA_REPORT_PATH
 from captcha_ocr.preprocess import SPLITS_DIR, VOCABULARY_PATH, load_split
+from captcha_ocr.report import REPORT_PATH, write_run_report
 from captcha_ocr.train import HISTORY_PATH, MODEL_PATH, RUN_PATH
 from captcha_ocr.vocabulary import Vocabulary
 
@@ -67,16 +70,39 @@ def evaluate(params: EvaluateParams) -> dict[str, float]:
     prediction_grid(
         images[shown], [truths[i] for i in shown], [predicted[i] for i in shown], GRID_PATH
     )
-    training_curves(pd.read_csv(HISTORY_PATH), CURVES_PATH)
+    history = pd.read_csv(HISTORY_PATH)
+    training_curves(history, CURVES_PATH)
+
+    run = json.loads(RUN_PATH.read_text())
+    write_run_report(
+        REPORT_PATH,
+        metrics=metrics,
+        results=results,
+        images=images,
+        history=history,
+        data_report=json.loads(DATA_REPORT_PATH.read_text()),
+        run={
+            "model": str(MODEL_PATH),
+            "MLflow run": run["run_id"],
+            "MLflow store": run["tracking_uri"],
+        },
+    )
 
     with tracking.resume_run(RUN_PATH):
         mlflow.log_metrics(metrics)
-        for path in (METRICS_PATH, ERRORS_PATH, CONFUSION_PATH, GRID_PATH, CURVES_PATH):
+        for path in (
+            METRICS_PATH,
+            ERRORS_PATH,
+            CONFUSION_PATH,
+            GRID_PATH,
+            CURVES_PATH,
+            REPORT_PATH,
+        ):
             mlflow.log_artifact(str(path), "reports")
     print(
         f"evaluate: test exact match {metrics['test_exact_match']:.4f}, "
         f"CER {metrics['test_cer']:.4f} on {len(truths)} images "
-        f"({metrics['test_errors']} wrong, listed in {ERRORS_PATH})"
+        f"({metrics['test_errors']} wrong, listed in {ERRORS_PATH}); report: {REPORT_PATH}"
     )
     return metrics
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -34,6 +35,13 @@ def prediction_grid(
 
 
 def training_curves(history: pd.DataFrame, path: Path) -> None:
+    fig = training_curves_figure(history)
+    write_with(path, lambda p: fig.savefig(p, dpi=80))
+    plt.close(fig)
+
+
+def training_curves_figure(history: pd.DataFrame) -> plt.Figure:
+    """Loss (log scale) and validation reading per epoch, side by side."""
     fig, (loss_ax, read_ax) = plt.subplots(1, 2, figsize=(10, 3.5))
     loss_ax.plot(history["epoch"], history["loss"], label="train loss")
     loss_ax.plot(history["epoch"], history["val_loss"], label="val loss")
@@ -47,5 +55,12 @@ def training_curves(history: pd.DataFrame, path: Path) -> None:
     read_ax.set_ylim(0, 1)
     read_ax.legend()
     fig.tight_layout()
-    write_with(path, lambda p: fig.savefig(p, dpi=80))
+    return fig
+
+
+def figure_png(fig: plt.Figure, dpi: int = 80) -> bytes:
+    """The figure as PNG bytes (and closed), for pages that embed their images."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
     plt.close(fig)
+    return buffer.getvalue()
