@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import sys
+import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
@@ -40,6 +44,16 @@ def use_experiment(name: str | None = None) -> str:
     return mlflow.set_experiment(name).experiment_id
 
 
+def redact(uri: str) -> str:
+    """The URI without a user name or password, for files and messages."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
 def save_run_ref(path: Path, run: mlflow.ActiveRun) -> None:
     from captcha_ocr.files import write_json
 
@@ -48,24 +62,118 @@ def save_run_ref(path: Path, run: mlflow.ActiveRun) -> None:
         {
             "run_id": run.info.run_id,
             "experiment_id": run.info.experiment_id,
-            "tracking_uri": mlflow.get_tracking_uri(),
+            # Credentials go by environment (MLFLOW_TRACKING_USERNAME/PASSWORD), never in files.
+            "tracking_uri": redact(mlflow.get_tracking_uri()),
         },
     )
+
+
+# Tags that let a later training tell a killed run from one still in progress.
+HOST_TAG, PID_TAG = "captcha_ocr.host", "captcha_ocr.pid"
+
+
+def tag_owner() -> None:
+    mlflow.set_tags({HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())})
+
+
+def end_orphaned_runs(experiment_id: str, keep: str | None = None) -> list[str]:
+    """Mark FAILED the RUNNING runs of this host whose process is gone (killed).
+
+    ``keep`` is a run about to be resumed. Runs of other hosts are left alone:
+    their processes cannot be checked from here.
+    """
+    client = mlflow.MlflowClient()
+    ended = []
+    runs = client.search_runs(
+        [experiment_id],
+        f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{socket.gethostname()}'",
+    )
+    for run in runs:
+        pid = int(run.data.tags.get(PID_TAG, "0"))
+        if run.info.run_id == keep or pid == os.getpid() or _alive(pid):
+            continue
+        client.set_tag(run.info.run_id, "captcha_ocr.ended", f"process {pid} gone (killed?)")
+        client.set_terminated(run.info.run_id, "FAILED")
+        ended.append(run.info.run_id)
+    return ended
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunLog:
+    """MLflow logging that never stops a training that is going well.
+
+    The first failed call (the tracking server went away) is reported once;
+    from then on calls are kept instead of made. ``finish`` tries the kept
+    calls once more and writes what still failed to a JSON file, naming it.
+    """
+
+    def __init__(self) -> None:
+        self.kept: list[tuple[str, Callable[[], object]]] = []
+        self.error: str | None = None
+
+    def __call__(self, what: str, call: Callable[[], object]) -> None:
+        if self.error is None:
+            try:
+                call()
+                return
+            except Exception as err:  # any client or network error: keep training
+                self.error = f"{type(err).__name__}: {err}"
+                print(
+                    f"warning: MLflow logging failed ({what}): {self.error}; training goes on, "
+                    "the logs are kept and retried at the end",
+                    file=sys.stderr,
+                )
+                # Every later call would wait out MLflow's full retry back-off again.
+                os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+        self.kept.append((what, call))
+
+    def finish(self, unlogged_path: Path) -> list[str]:
+        """Retry the kept calls once; list the ones that failed again in ``unlogged_path``."""
+        from captcha_ocr.files import write_json
+
+        lost = []
+        for what, call in self.kept:
+            try:
+                call()
+            except Exception as err:
+                lost.append({"what": what, "error": f"{type(err).__name__}: {err}"})
+        if lost:
+            write_json(unlogged_path, {"tracking_uri": redact(tracking_uri()), "lost": lost})
+            print(
+                f"warning: {len(lost)} MLflow calls failed and were not logged "
+                f"(first: {lost[0]['what']}); listed in {unlogged_path}",
+                file=sys.stderr,
+            )
+        elif self.kept:
+            print(f"MLflow: the {len(self.kept)} kept logging calls went through on retry")
+        return [item["what"] for item in lost]
 
 
 def resume_run(path: Path) -> mlflow.ActiveRun:
     """Reopen the run that the train step recorded in ``path``."""
     ref = json.loads(Path(path).read_text())
     use_experiment()
-    if mlflow.get_tracking_uri() != ref["tracking_uri"]:
+    if redact(mlflow.get_tracking_uri()) != ref["tracking_uri"]:
         print(
             f"note: the model was trained with tracking URI {ref['tracking_uri']}, "
-            f"now logging to {mlflow.get_tracking_uri()}"
+            f"now logging to {redact(mlflow.get_tracking_uri())}"
         )
     try:
         return mlflow.start_run(run_id=ref["run_id"])
     except mlflow.exceptions.MlflowException as err:
         raise CaptchaOcrError(
-            f"{path}: MLflow run {ref['run_id']} not found at {mlflow.get_tracking_uri()}; "
+            f"{path}: MLflow run {ref['run_id']} not found at "
+            f"{redact(mlflow.get_tracking_uri())}; "
             "set MLFLOW_TRACKING_URI to the store the train step used, or rerun train"
         ) from err

@@ -4,6 +4,12 @@ Early stopping watches val_loss and restores the best weights. After every
 epoch the model reads the whole validation split, so the history (and MLflow)
 shows what users care about, whole captchas read right and characters wrong,
 next to the loss.
+
+Faults: after every epoch a checkpoint goes to ``.checkpoints/train/`` (see
+``checkpoints.py``), so a killed training resumes there, in the same MLflow
+run. A tracking server that goes away does not stop training: the logs it
+missed are retried at the end, and what still fails is listed in
+``models/train/mlflow_unlogged.json``.
 """
 
 from __future__ import annotations
@@ -11,8 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import signal
+import sys
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import keras
@@ -21,16 +32,32 @@ import numpy as np
 import pandas as pd
 
 from captcha_ocr import tracking
+from captcha_ocr.checkpoints import (
+    Checkpoint,
+    EpochCheckpoint,
+    ResumableEarlyStopping,
+    TrainState,
+    checkpoint_key,
+)
 from captcha_ocr.config import Params, TrainParams, load_params
+from captcha_ocr.errors import CaptchaOcrError
 from captcha_ocr.files import atomic_path, write_with
 from captcha_ocr.ingest import INFO_PATH
 from captcha_ocr.metrics import character_error_rate, exact_match
 from captcha_ocr.model import PACKAGE, build_training_model, predict_texts
-from captcha_ocr.preprocess import REPORT_PATH, SPLITS_DIR, VOCABULARY_PATH, load_split
+from captcha_ocr.preprocess import (
+    ARRAYS_DIR,
+    REPORT_PATH,
+    SPLITS_DIR,
+    VOCABULARY_PATH,
+    load_split,
+)
 from captcha_ocr.vocabulary import Vocabulary
 
 MODEL_PATH = Path("models/train/model.keras")
 RUN_PATH = Path("models/train/mlflow_run.json")
+# Written only when the tracking server could not take some of the logs.
+UNLOGGED_PATH = Path("models/train/mlflow_unlogged.json")
 HISTORY_PATH = Path("reports/train_history.csv")
 
 
@@ -77,12 +104,16 @@ class ValidationReading(keras.callbacks.Callback):
 class MlflowEpochLogger(keras.callbacks.Callback):
     """Every epoch's logs as MLflow metrics, step = epoch (counted from 1)."""
 
+    def __init__(self, log: tracking.RunLog):
+        super().__init__()
+        self.log = log
+
     def on_epoch_end(self, epoch, logs=None):
         metrics = {k: float(v) for k, v in (logs or {}).items()}
         metrics["learning_rate"] = float(
             keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
         )
-        mlflow.log_metrics(metrics, step=epoch + 1)
+        self.log(f"epoch {epoch + 1} metrics", lambda: mlflow.log_metrics(metrics, step=epoch + 1))
 
 
 def make_optimizer(params: TrainParams, steps_per_epoch: int) -> keras.optimizers.Optimizer:
@@ -109,36 +140,21 @@ def train(params: Params) -> keras.Model:
     steps_per_epoch = math.ceil(len(data["train"]["images"]) / p.batch_size)
     model.compile(optimizer=make_optimizer(p, steps_per_epoch), loss=keras.losses.CTC())
 
-    tracking.use_experiment()
-    with mlflow.start_run() as run:
-        tracking.save_run_ref(RUN_PATH, run)
-        log_inputs(params)
-        mlflow.log_params(params.flat())
-        mlflow.log_param("model.parameters", model.count_params())
-        started = time.perf_counter()
-        history = model.fit(
-            data["train"]["images"][..., None],
-            data["train"]["labels"],
-            validation_data=(data["val"]["images"][..., None], data["val"]["labels"]),
-            batch_size=p.batch_size,
-            epochs=p.epochs,
-            shuffle=True,
-            verbose=2,
-            callbacks=[
-                ValidationReading(data["val"]["images"], val_texts, vocabulary),
-                MlflowEpochLogger(),
-                keras.callbacks.EarlyStopping(
-                    monitor="val_loss", patience=p.patience, restore_best_weights=True
-                ),
-            ],
-        )
-        seconds = time.perf_counter() - started
-        frame = pd.DataFrame(history.history)
-        frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
-        write_with(HISTORY_PATH, lambda path: frame.to_csv(path, index=False))
-        trained = without_optimizer(model)
-        with atomic_path(MODEL_PATH) as tmp:
-            trained.save(tmp)
+    data_files = [ARRAYS_DIR / "train.npz", ARRAYS_DIR / "val.npz", VOCABULARY_PATH]
+    checkpoint = Checkpoint(checkpoint_key(p, data_files))
+    checkpoint.drop_others()
+    state = checkpoint.load() or TrainState()
+    if state.epoch:
+        checkpoint.restore(model, state)
+        print(f"train: resuming after epoch {state.epoch} from {checkpoint.folder}")
+
+    # A lost tracking server should cost an epoch seconds, not MLflow's default minutes.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    run = start_run(state, params, model)
+    log = tracking.RunLog()
+    try:
+        trained, frame, seconds = fit(model, p, data, val_texts, vocabulary, checkpoint, state, log)
         best = int(frame["val_loss"].idxmin())
         summary = {
             "train_seconds": seconds,
@@ -147,17 +163,121 @@ def train(params: Params) -> keras.Model:
             "best_val_loss": float(frame["val_loss"][best]),
             "best_val_exact_match": float(frame["val_exact_match"][best]),
         }
-        mlflow.log_metrics(summary)
-        mlflow.log_artifact(str(HISTORY_PATH), "reports")
-        mlflow.log_artifact(str(REPORT_PATH), "reports")
-        log_model(trained, data["val"]["images"][:2])
-        print(
-            f"train: {len(frame)} epochs in {seconds:.0f} s, best epoch {best + 1} "
-            f"(val_loss {summary['best_val_loss']:.3f}, val exact match "
-            f"{summary['best_val_exact_match']:.3f}); model in {MODEL_PATH}, "
-            f"MLflow run {run.info.run_id}"
-        )
+        log("summary metrics", lambda: mlflow.log_metrics(summary))
+        log("reports/train_history.csv", lambda: mlflow.log_artifact(str(HISTORY_PATH), "reports"))
+        log("reports/data_report.json", lambda: mlflow.log_artifact(str(REPORT_PATH), "reports"))
+        log("logged model 'model'", lambda: log_model(trained, data["val"]["images"][:2]))
+        log.finish(UNLOGGED_PATH)
+    except BaseException as err:
+        # Ctrl-C or SIGTERM: KILLED; anything else: FAILED. The checkpoint stays for a rerun.
+        killed = isinstance(err, KeyboardInterrupt | SystemExit)
+        end_run("KILLED" if killed else "FAILED")
+        raise
+    end_run("FINISHED")
+    checkpoint.clear()
+    print(
+        f"train: {len(frame)} epochs in {seconds:.0f} s, best epoch {best + 1} "
+        f"(val_loss {summary['best_val_loss']:.3f}, val exact match "
+        f"{summary['best_val_exact_match']:.3f}); model in {MODEL_PATH}, "
+        f"MLflow run {run.info.run_id}"
+    )
     return trained
+
+
+def start_run(state: TrainState, params: Params, model: keras.Model) -> mlflow.ActiveRun:
+    """Reopen the run of a resumed checkpoint, else start one; record it beside the model.
+
+    Runs left RUNNING by a killed training on this machine are marked FAILED first.
+    """
+    experiment_id = tracking.use_experiment()
+    try:
+        tracking.end_orphaned_runs(experiment_id, keep=state.run_id)
+        run = None
+        if state.run_id:
+            try:
+                run = mlflow.start_run(run_id=state.run_id)
+            except mlflow.exceptions.MlflowException as err:
+                print(f"note: cannot reopen MLflow run {state.run_id} ({err}); starting a new one")
+        if run is None:
+            run = mlflow.start_run()
+            state.run_id = run.info.run_id
+            log_inputs(params)
+            mlflow.log_params(params.flat())
+            mlflow.log_param("model.parameters", model.count_params())
+        tracking.tag_owner()
+    except mlflow.exceptions.MlflowException as err:
+        raise CaptchaOcrError(
+            f"MLflow tracking at {tracking.redact(tracking.tracking_uri())} is not usable: {err}"
+        ) from None
+    tracking.save_run_ref(RUN_PATH, run)
+    return run
+
+
+def fit(
+    model: keras.Model,
+    p: TrainParams,
+    data: dict[str, dict[str, np.ndarray]],
+    val_texts: list[str],
+    vocabulary: Vocabulary,
+    checkpoint: Checkpoint,
+    state: TrainState,
+    log: tracking.RunLog,
+) -> tuple[keras.Model, pd.DataFrame, float]:
+    """Train from ``state.epoch`` on; save the history and the model (atomically)."""
+    early = ResumableEarlyStopping(
+        monitor="val_loss",
+        patience=p.patience,
+        restore_best_weights=True,
+        resume=state.early,
+        best_weights=checkpoint.best_weights(state) if state.epoch else None,
+    )
+    started = time.perf_counter()
+    with sigterm_as_exit():
+        model.fit(
+            data["train"]["images"][..., None],
+            data["train"]["labels"],
+            validation_data=(data["val"]["images"][..., None], data["val"]["labels"]),
+            batch_size=p.batch_size,
+            # A checkpoint written after early stopping fired has nothing left to train.
+            epochs=state.epoch if state.stopped else p.epochs,
+            initial_epoch=state.epoch,
+            shuffle=True,
+            verbose=2,
+            callbacks=[
+                ValidationReading(data["val"]["images"], val_texts, vocabulary),
+                MlflowEpochLogger(log),
+                early,  # before the checkpoint, which saves its counters
+                EpochCheckpoint(checkpoint, state, early),
+            ],
+        )
+    seconds = time.perf_counter() - started
+    frame = pd.DataFrame(state.rows)
+    write_with(HISTORY_PATH, lambda path: frame.to_csv(path, index=False))
+    trained = without_optimizer(model)
+    with atomic_path(MODEL_PATH) as tmp:
+        trained.save(tmp)
+    return trained, frame, seconds
+
+
+@contextmanager
+def sigterm_as_exit() -> Iterator[None]:
+    """SIGTERM (``kill``, a stopped container) unwinds like Ctrl-C, so the run is closed."""
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def end_run(status: str) -> None:
+    try:
+        mlflow.end_run(status)
+    except Exception as err:  # the server is gone; a later training marks the run
+        print(f"warning: could not mark the MLflow run {status}: {err}", file=sys.stderr)
 
 
 def without_optimizer(model: keras.Model) -> keras.Model:
