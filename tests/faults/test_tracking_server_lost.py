@@ -1,0 +1,90 @@
+"""The MLflow tracking server dies during training: training finishes, the
+model is saved, and the logs the server missed are retried and then listed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import keras
+import pandas as pd
+import pytest
+
+from ..registry.test_model_server import free_port
+from .conftest import EPOCHS, VENV_BIN, checkpoint_state, step_env, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def start_tracking_server(folder: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            str(VENV_BIN / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{folder / 'server.db'}",
+            "--artifacts-destination",
+            str(folder / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        # Its own process group: the server's workers die with it.
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2):
+                return True
+        except OSError:
+            return False
+
+    wait_for("mlflow server /health", healthy, timeout=120)
+    return server, url
+
+
+def test_training_outlives_the_tracking_server(project, tmp_path):
+    server, url = start_tracking_server(tmp_path)
+    try:
+        train = subprocess.Popen(
+            ["captcha-ocr", "train"],
+            cwd=project,
+            env=step_env(url),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        wait_for("one epoch", lambda: (checkpoint_state(project) or {}).get("epoch", 0) >= 1)
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+    lost_from = checkpoint_state(project)["epoch"] + 1
+    assert lost_from <= EPOCHS, "the server died too late to test anything"
+    started = time.monotonic()
+    out, err = train.communicate(timeout=600)
+
+    assert train.returncode == 0, err[-3000:]
+    print(f"training finished {time.monotonic() - started:.0f} s after the server died")
+    keras.saving.load_model(project / "models/train/model.keras", safe_mode=True)
+    history = pd.read_csv(project / "reports/train_history.csv")
+    assert history["epoch"].tolist() == list(range(1, EPOCHS + 1))
+
+    assert "MLflow logging failed" in err
+    unlogged = json.loads((project / "models/train/mlflow_unlogged.json").read_text())
+    lost = [item["what"] for item in unlogged["lost"]]
+    assert f"epoch {EPOCHS} metrics" in lost and "logged model 'model'" in lost
+    assert unlogged["tracking_uri"] == url
+    assert "models/train/mlflow_unlogged.json" in err
