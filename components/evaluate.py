@@ -1,14 +1,5 @@
 from kfp import dsl
-from kfp.dsl import (
-    Artifact,
-    ClassificationMetrics,
-    Dataset,
-    Input,
-    Markdown,
-    Metrics,
-    Model,
-    Output,
-)
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
 
 from components.image import IMAGE
 
@@ -23,16 +14,17 @@ def evaluate_model(
     evaluation: Output[Artifact],
     metrics: Output[Metrics],
     confusion: Output[ClassificationMetrics],
-    summary: Output[Markdown],
+    report: Output[HTML],
 ):
     """Score the model on the test split (`captcha-ocr evaluate`).
 
-    ``evaluation`` holds every file the step writes; ``metrics`` and
-    ``confusion`` show the test scores and the character confusion in the KFP UI.
+    ``evaluation`` holds every file the step writes; ``metrics``, ``confusion``
+    and ``report`` (the self-contained run report) show them in the KFP UI.
     """
+    import shutil
     from pathlib import Path
 
-    from captcha_ocr.workspace import confusion_matrix, read_json, run_step, summary_markdown
+    from captcha_ocr.workspace import confusion_matrix, read_json, run_step
 
     run_step(
         "evaluate",
@@ -44,4 +36,4 @@ def evaluate_model(
     for name, value in read_json(evaluation.path, "reports/metrics.json").items():
         metrics.log_metric(name, value)
     confusion.log_confusion_matrix(*confusion_matrix(evaluation.path))
-    Path(summary.path).write_text(summary_markdown(evaluation.path))
+    shutil.copy(Path(evaluation.path) / "reports/run_report.html", report.path)

@@ -6,6 +6,8 @@ from components.image import IMAGE
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def train_model(
+    ingest: dict,
+    preprocess: dict,
     train: dict,
     mlflow_tracking_uri: str,
     raw: Input[Dataset],
@@ -14,9 +16,11 @@ def train_model(
 ):
     """Train the CNN + BiLSTM + CTC model; open the MLflow run (`captcha-ocr train`).
 
+    Takes the sections the model is made from; the MLflow run logs them as params.
     Uses every GPU the pod is given (MirroredStrategy when there are several).
     """
     from captcha_ocr.workspace import read_json, run_step
 
-    run_step("train", {"train": train}, [raw.path, prepared.path], model.path, mlflow_tracking_uri)
+    params = {"ingest": ingest, "preprocess": preprocess, "train": train}
+    run_step("train", params, [raw.path, prepared.path], model.path, mlflow_tracking_uri)
     model.metadata.update(read_json(model.path, "models/train/mlflow_run.json"))

@@ -87,6 +87,8 @@ def build_pipeline(options: PipelineOptions = PipelineOptions()):
         prepared = preprocess_data(preprocess=preprocess, raw=raw.outputs["raw"])
 
         trained = train_model(
+            ingest=ingest,
+            preprocess=preprocess,
             train=train,
             mlflow_tracking_uri=mlflow_tracking_uri,
             raw=raw.outputs["raw"],

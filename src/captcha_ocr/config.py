@@ -109,13 +109,20 @@ class Params(Section):
     export: ExportParams = ExportParams()
     promote: PromoteParams = PromoteParams()
 
-    def flat(self) -> dict[str, object]:
-        """``section.key`` -> value, the way MLflow shows params."""
+    def flat(self, sections: tuple[str, ...] | None = None) -> dict[str, object]:
+        """``section.key`` -> value, the way MLflow shows params (all sections by default)."""
         return {
             f"{section}.{key}": value
             for section, values in self.model_dump().items()
+            if sections is None or section in sections
             for key, value in values.items()
         }
+
+
+# The sections a trained model is made from: its MLflow run logs these as params.
+# Later sections (evaluate, export, promote) can change without retraining, so
+# they go to the registered version's `params` tag instead.
+MODEL_SECTIONS = ("ingest", "preprocess", "train")
 
 
 class ParamsError(CaptchaOcrError):

@@ -39,7 +39,7 @@ from captcha_ocr.checkpoints import (
     TrainState,
     checkpoint_key,
 )
-from captcha_ocr.config import Params, TrainParams, load_params
+from captcha_ocr.config import MODEL_SECTIONS, Params, TrainParams, load_params
 from captcha_ocr.errors import CaptchaOcrError
 from captcha_ocr.files import atomic_path, write_with
 from captcha_ocr.ingest import INFO_PATH
@@ -202,7 +202,7 @@ def start_run(state: TrainState, params: Params, model: keras.Model) -> mlflow.A
             run = mlflow.start_run()
             state.run_id = run.info.run_id
             log_inputs(params)
-            mlflow.log_params(params.flat())
+            mlflow.log_params(params.flat(MODEL_SECTIONS))
             mlflow.log_param("model.parameters", model.count_params())
         tracking.tag_owner()
     except mlflow.exceptions.MlflowException as err:

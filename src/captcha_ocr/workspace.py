@@ -40,6 +40,7 @@ STEP_OUTPUTS: dict[str, tuple[str, ...]] = {
         "reports/char_confusion.csv",
         "reports/test_predictions.png",
         "reports/training_curves.png",
+        "reports/run_report.html",
     ),
     "export": ("models/export",),
     "promote": ("reports/promotion.json",),
@@ -125,26 +126,6 @@ def confusion_matrix(artifact: str | Path) -> tuple[list[str], list[list[int]]]:
         index=labels, columns=labels, fill_value=0
     )
     return labels, counts.astype(int).values.tolist()
-
-
-def summary_markdown(artifact: str | Path) -> str:
-    """The evaluate step's scores and wrong predictions as Markdown (for the KFP UI)."""
-    import pandas as pd
-
-    scores = read_json(artifact, "reports/metrics.json")
-    errors = pd.read_csv(Path(artifact) / "reports/test_errors.csv", dtype=str)
-    lines = ["# Test split", "", "| metric | value |", "|---|---:|"]
-    lines += [f"| {name} | {value:.4g} |" for name, value in scores.items()]
-    lines += ["", f"## Wrong predictions ({len(errors)})", ""]
-    if len(errors):
-        lines += ["| file | label | predicted | confidence |", "|---|---|---|---:|"]
-        lines += [
-            f"| {row.file} | {row.label} | {row.predicted} | {row.confidence} |"
-            for row in errors.itertuples()
-        ]
-    else:
-        lines.append("None: every test captcha was read right.")
-    return "\n".join(lines) + "\n"
 
 
 @contextmanager

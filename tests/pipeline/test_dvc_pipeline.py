@@ -15,26 +15,12 @@ import pytest
 import yaml
 
 from ..conftest import PROJECT_ROOT
+from ..tiny import tiny_params
 
 pytestmark = pytest.mark.slow
 
 STAGES = ["ingest", "preprocess", "train", "evaluate", "export", "promote"]
 EPOCHS = 2
-
-
-def tiny_params(path: Path) -> None:
-    params = yaml.safe_load(path.read_text())
-    params["preprocess"] |= {"limit": 64}
-    params["train"] |= {
-        "epochs": EPOCHS,
-        "patience": EPOCHS,
-        "conv_filters": [8, 16],
-        "dense_units": 16,
-        "rnn_units": [16],
-    }
-    # A 1-epoch model reads nothing right; let it become the first champion anyway.
-    params["promote"] |= {"min_exact_match": 0.0}
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
@@ -49,7 +35,7 @@ def repo(tmp_path_factory, captcha_zip):
     shutil.copytree(PROJECT_ROOT / "src", root / "src", ignore=shutil.ignore_patterns("*.pyc"))
     for name in ("dvc.yaml", "params.yaml", ".gitignore"):
         shutil.copy(PROJECT_ROOT / name, root / name)
-    tiny_params(root / "params.yaml")
+    tiny_params(root / "params.yaml", EPOCHS)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env |= {
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",

@@ -1,0 +1,150 @@
+"""The compiled pipeline (KFP IR): every step, parameter, resource, retry and
+caching setting as intended, and params checked before anything is sent."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from captcha_ocr.config import ParamsError
+from captcha_ocr.kubeflow import apply_overrides, compile_pipeline, load_pipeline_module
+from captcha_ocr.workspace import STEP_OUTPUTS
+
+from ..conftest import PROJECT_ROOT
+
+TASKS = {
+    "ingest-data": "ingest",
+    "preprocess-data": "preprocess",
+    "train-model": "train",
+    "evaluate-model": "evaluate",
+    "export-model": "export",
+    "evaluation-gate": "gate",
+}
+
+
+@pytest.fixture(scope="module")
+def module():
+    return load_pipeline_module(PROJECT_ROOT)
+
+
+def compile_to(module, tmp_path: Path, **options) -> tuple[dict, dict | None]:
+    path = compile_pipeline(
+        module,
+        module.PipelineOptions(params_path=PROJECT_ROOT / "params.yaml", **options),
+        tmp_path / "pipeline.yaml",
+    )
+    documents = list(yaml.safe_load_all(path.read_text()))
+    # Parsing into the protobuf proves the IR is a valid PipelineSpec.
+    json_format.ParseDict(documents[0], pipeline_spec_pb2.PipelineSpec())
+    return documents[0], (documents[1] if len(documents) > 1 else None)
+
+
+def test_every_step_is_a_task_with_its_settings(module, tmp_path):
+    spec, platform = compile_to(module, tmp_path)
+    tasks = spec["root"]["dag"]["tasks"]
+    assert {name: tasks[name]["taskInfo"]["name"] for name in TASKS} == TASKS
+
+    # Promote runs only inside the gate's condition, on the gate's single output.
+    condition = next(t for t in tasks.values() if "triggerPolicy" in t)
+    assert "evaluation-gate-Output" in condition["triggerPolicy"]["condition"]
+    inner = spec["components"][condition["componentRef"]["name"]]["dag"]["tasks"]
+    assert list(inner) == ["promote-model"]
+    # ... and promotes the version that export registered.
+    version = inner["promote-model"]["inputs"]["parameters"]["version"]
+    channel = condition["inputs"]["parameters"][version["componentInputParameter"]]
+    assert channel["taskOutputParameter"] == {
+        "outputParameterKey": "Output",
+        "producerTask": "export-model",
+    }
+
+    assert tasks["ingest-data"]["retryPolicy"]["maxRetryCount"] == 3
+    for name in ("ingest-data", "preprocess-data", "train-model", "evaluate-model"):
+        assert tasks[name]["cachingOptions"]["enableCache"] is True, name
+    # Registry writes are never taken from cache.
+    assert tasks["export-model"]["cachingOptions"].get("enableCache", False) is False
+    assert inner["promote-model"]["cachingOptions"].get("enableCache", False) is False
+
+    executors = spec["deploymentSpec"]["executors"]
+    resources = executors["exec-train-model"]["container"]["resources"]
+    assert (resources["resourceCpuRequest"], resources["resourceMemoryRequest"]) == ("2", "4G")
+    assert "accelerator" not in resources
+    assert {e["container"]["image"] for e in executors.values()} == {module.IMAGE}
+    assert platform is None  # no secret asked for, none mounted
+
+
+def test_params_yaml_sections_are_the_pipeline_parameters(module, tmp_path):
+    spec, _ = compile_to(module, tmp_path, mlflow_tracking_uri="http://mlflow:5000")
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    for section, values in params.items():
+        assert parameters[section]["parameterType"] == "STRUCT"
+        default = parameters[section]["defaultValue"]
+        # KFP has no null: null params are left out and take the code's default.
+        assert default == {k: v for k, v in values.items() if v is not None}, section
+    assert parameters["mlflow_tracking_uri"]["defaultValue"] == "http://mlflow:5000"
+    assert parameters["git_commit"]["parameterType"] == "STRING"
+
+
+def test_image_accelerator_and_secret_are_set_at_compile_time(tmp_path):
+    # A new process: the image is read when the components are defined.
+    env = {k: v for k, v in os.environ.items() if k != "CAPTCHA_OCR_IMAGE"}
+    out = tmp_path / "gpu.yaml"
+    command = [sys.executable, "-m", "captcha_ocr", "pipeline", "compile", "-o", str(out)]
+    command += ["--image", "registry.example.org/ml/captcha-ocr:7", "--train-memory", "16G"]
+    command += ["--accelerator-type", "nvidia.com/gpu", "--accelerator-count", "2"]
+    command += ["--mlflow-secret", "mlflow-credentials"]
+    done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    spec, platform = yaml.safe_load_all(out.read_text())
+    executors = spec["deploymentSpec"]["executors"]
+    assert {e["container"]["image"] for e in executors.values()} == {
+        "registry.example.org/ml/captcha-ocr:7"
+    }
+    resources = executors["exec-train-model"]["container"]["resources"]
+    assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    assert resources["accelerator"]["resourceCount"] == "2"
+    assert resources["resourceMemoryRequest"] == "16G"
+    mounted = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(mounted) == {
+        "exec-train-model",
+        "exec-evaluate-model",
+        "exec-export-model",
+        "exec-promote-model",
+    }
+    envs = {k["envVar"] for k in mounted["exec-train-model"]["secretAsEnv"][0]["keyToEnv"]}
+    assert envs == {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}
+    # The secret's values never appear in the pipeline, only its name.
+    assert "mlflow-credentials" in out.read_text()
+
+
+def test_overrides_are_checked_like_params_yaml(module):
+    sections = module.default_params(PROJECT_ROOT / "params.yaml")
+    changed = apply_overrides(sections, ["train.epochs=3", "train.conv_filters=[8, 16]"])
+    assert changed["train"]["epochs"] == 3 and changed["train"]["conv_filters"] == [8, 16]
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    assert sections["train"]["epochs"] == params["train"]["epochs"]  # the input is untouched
+    for bad, named in [
+        ("train.epoch=3", "train.epoch"),
+        ("train.epochs=many", "train.epochs"),
+        ("trian.epochs=3", "trian"),
+        ("epochs=3", "section.key=value"),
+    ]:
+        with pytest.raises(ParamsError, match=named.replace(".", r"\.")):
+            apply_overrides(sections, [bad])
+
+
+def test_each_step_writes_what_its_dvc_stage_declares():
+    stages = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
+    for step, outputs in STEP_OUTPUTS.items():
+        declared = set()
+        for kind in ("outs", "metrics", "plots"):
+            for entry in stages[step].get(kind, []):
+                declared.add(next(iter(entry)) if isinstance(entry, dict) else entry)
+        assert set(outputs) == declared, step

@@ -1,0 +1,96 @@
+"""`captcha-ocr pipeline submit` against a stand-in for a Kubeflow cluster.
+
+No cluster runs here: ``kfp_api_stand_in`` is a small HTTP server on 127.0.0.1
+that answers the KFP v2beta1 REST calls ``kfp.Client`` makes and records them.
+The command under test runs for real, as a user would run it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ..conftest import PROJECT_ROOT
+from .kfp_api_stand_in import API, StandIn, serve
+
+
+@pytest.fixture
+def cluster():
+    stand_in = StandIn()
+    server = serve(stand_in)
+    yield stand_in, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def submit(*args: str, **env: str) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("KF_", "MLFLOW_"))}
+    command = [sys.executable, "-m", "captcha_ocr", "pipeline", "submit", *args]
+    return subprocess.run(
+        command, cwd=PROJECT_ROOT, env=environment | env, capture_output=True, text=True
+    )
+
+
+def test_submit_sends_the_pipeline_params_and_experiment(cluster):
+    stand_in, host = cluster
+    done = submit(
+        "--experiment", "captchas", "--param", "train.epochs=3",
+        "--mlflow-uri", "http://mlflow.mlflow:5000",
+        KF_PIPELINES_ENDPOINT=host, KF_PIPELINES_TOKEN="t0ken",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (run_id,) = stand_in.runs
+    assert f"submitted run {run_id} to experiment 'captchas': {host}/#/runs/details/{run_id}" in (
+        done.stdout
+    )
+    assert all(r.headers.get("authorization") == "Bearer t0ken" for r in stand_in.requests)
+
+    (experiment,) = stand_in.experiments.values()
+    assert experiment["display_name"] == "captchas"
+    run = stand_in.runs[run_id]
+    assert run["experiment_id"] == experiment["experiment_id"]
+    assert run["pipeline_spec"]["pipelineInfo"]["name"] == "captcha-ocr"
+    arguments = run["runtime_config"]["parameters"]
+    assert arguments["train"]["epochs"] == 3
+    assert arguments["train"]["batch_size"] > 0  # the rest of the section from params.yaml
+    assert arguments["mlflow_tracking_uri"] == "http://mlflow.mlflow:5000"
+    assert set(arguments) >= {"ingest", "preprocess", "evaluate", "export", "promote"}
+
+
+def test_second_submission_reuses_the_experiment_and_waits(cluster):
+    stand_in, host = cluster
+    for _ in range(2):
+        done = submit("--host", host, "--mlflow-uri", "http://m:5000", "--wait", "--timeout", "30")
+        assert done.returncode == 0, done.stderr
+        assert "finished: SUCCEEDED" in done.stdout
+    assert len(stand_in.experiments) == 1 and len(stand_in.runs) == 2
+
+    stand_in.final_state = "FAILED"
+    done = submit("--host", host, "--mlflow-uri", "http://m:5000", "--wait", "--timeout", "30")
+    assert done.returncode == 1
+    assert "ended FAILED" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--param", "train.epoch=3"], "train.epoch"),
+        ([], "--mlflow-uri is missing"),
+    ],
+)
+def test_bad_submission_fails_before_contacting_the_cluster(cluster, args, message):
+    stand_in, host = cluster
+    if "--param" in args:
+        args = [*args, "--mlflow-uri", "http://m:5000"]
+    done = submit("--host", host, *args)
+    assert done.returncode == 1
+    assert message in done.stderr
+    assert stand_in.requests == []
+
+
+def test_the_client_checks_the_server_first(cluster):
+    stand_in, host = cluster
+    submit("--host", host, "--mlflow-uri", "http://m:5000")
+    assert (stand_in.requests[0].method, stand_in.requests[0].path) == ("GET", f"{API}/healthz")
