@@ -204,10 +204,10 @@ def main(argv: list[str] | None = None) -> None:
         raise CaptchaOcrError(f"{err} (or try --model {READER_PATH.parent})") from None
     app = create_app(predictor, gallery_images(args.gallery))
     source = predictor.source
-    what = (
-        f"{source['name']} version {source['version']}"
-        if "version" in source
-        else f"{source['kind']} {source['uri']}"
-    )
+    if "version" in source:
+        what = f"{source['name']} version {source['version']}"
+        what += f" (@{source['alias']})" if "alias" in source else ""
+    else:
+        what = f"{source['kind']} {source['uri']}"
     print(f"captcha-ocr demo: http://{args.host}:{args.port}/ reading with {what}; Ctrl+C stops")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
