@@ -128,6 +128,20 @@ def make_optimizer(params: TrainParams, steps_per_epoch: int) -> keras.optimizer
     return keras.optimizers.Adam(schedule)
 
 
+def distribution_strategy(device_type: str = "GPU"):
+    """Every GPU the machine has: MirroredStrategy over two or more, else the default.
+
+    ``batch_size`` stays the global batch, split across the replicas.
+    """
+    import tensorflow as tf
+
+    devices = tf.config.list_logical_devices(device_type)
+    if len(devices) < 2:
+        return tf.distribute.get_strategy()
+    print(f"train: mirroring over {len(devices)} {device_type}s")
+    return tf.distribute.MirroredStrategy([d.name for d in devices])
+
+
 def train(params: Params) -> keras.Model:
     p = params.train
     keras.utils.set_random_seed(p.seed)
@@ -136,9 +150,10 @@ def train(params: Params) -> keras.Model:
     val_texts = pd.read_csv(SPLITS_DIR / "val.csv", dtype=str)["label"].tolist()
     height, width = data["train"]["images"].shape[1:]
 
-    model = build_training_model(p, height, width, vocabulary.num_classes)
     steps_per_epoch = math.ceil(len(data["train"]["images"]) / p.batch_size)
-    model.compile(optimizer=make_optimizer(p, steps_per_epoch), loss=keras.losses.CTC())
+    with distribution_strategy().scope():
+        model = build_training_model(p, height, width, vocabulary.num_classes)
+        model.compile(optimizer=make_optimizer(p, steps_per_epoch), loss=keras.losses.CTC())
 
     data_files = [ARRAYS_DIR / "train.npz", ARRAYS_DIR / "val.npz", VOCABULARY_PATH]
     checkpoint = Checkpoint(checkpoint_key(p, data_files))
