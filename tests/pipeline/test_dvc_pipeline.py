@@ -93,6 +93,29 @@ def test_outputs_are_there(repo):
     assert sum(report["splits"].values()) == 64
 
 
+def test_run_report_is_written_locked_and_logged(repo):
+    root, _, _ = repo
+    page = (root / "reports/run_report.html").read_text()
+    metrics = json.loads((root / "reports/metrics.json").read_text())
+    errors = (root / "reports/test_errors.csv").read_text().strip().splitlines()[1:]
+    assert len(errors) == metrics["test_errors"]
+    # One figure, with its image, per wrong test prediction.
+    assert f"Wrong predictions ({len(errors)} of {metrics['test_samples']})" in page
+    assert page.count("<figure>") == len(errors)
+    assert page.count('src="data:image/png;base64,') == len(errors) + 1  # + the curves
+
+    lock = yaml.safe_load((root / "dvc.lock").read_text())
+    outs = {o["path"] for o in lock["stages"]["evaluate"]["outs"]}
+    assert "reports/run_report.html" in outs
+
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    run_id = json.loads((root / "models/train/mlflow_run.json").read_text())["run_id"]
+    logged = mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path="reports/run_report.html"
+    )
+    assert Path(logged).read_text() == page
+
+
 def test_dvc_metrics_match_the_mlflow_run(repo):
     root, env, _ = repo
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], root, env))
