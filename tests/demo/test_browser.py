@@ -6,11 +6,13 @@ Screenshots are saved for people to look at (path printed; see tests/browser.py)
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -112,19 +114,43 @@ def test_uploaded_captcha_is_read_on_the_page(page, demo, gallery_dir, reader_pa
     print(f"screenshot: {shot}")
 
 
-def test_bad_file_gets_a_message_on_the_page(page, tmp_path):
-    page.set_input_files(
-        "#file",
-        files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not a picture"}],
-    )
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("notes.txt", b"not a picture", "notes.txt: not a readable image"),
+        ("empty.png", b"", "empty.png: empty file"),
+        ("huge.png", b"\x89PNG" + b"0" * (3 * 1024 * 1024), "limit"),
+    ],
+)
+def test_bad_file_gets_a_message_on_the_page(page, tmp_path, name, data, message):
+    page.set_input_files("#file", files=[{"name": name, "mimeType": "image/png", "buffer": data}])
     page.wait_for_selector("body[data-state=error]", timeout=30_000)
-    message = page.inner_text("#error")
-    assert "notes.txt: not a readable image" in message
+    assert message in page.inner_text("#error")
     assert page.locator("#result").is_hidden()
     assert "Traceback" not in page.content()
-    shot = artifact_path(tmp_path, "demo_bad_file.png")
+    shot = artifact_path(tmp_path, f"demo_bad_{Path(name).stem}.png")
     page.screenshot(path=str(shot), full_page=True)
     print(f"screenshot: {shot}")
+
+
+def test_dropped_captcha_is_read(page, gallery_dir, reader_path):
+    captcha = sorted(gallery_dir.iterdir())[1]
+    (expected,), _ = CaptchaReader.load(reader_path).read(
+        decode_image(captcha.read_bytes(), 50, 200)[None]
+    )
+    transfer = page.evaluate_handle(
+        """([name, b64]) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], name, { type: "image/png" }));
+            return transfer;
+        }""",
+        [captcha.name, base64.b64encode(captcha.read_bytes()).decode()],
+    )
+    page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
+    page.wait_for_selector("body[data-state=done]", timeout=60_000)
+    assert page.inner_text("#text") == (expected or "(nothing read)")
+    assert captcha.name in page.inner_text("#answered")
 
 
 def test_gallery_image_is_read_with_its_true_label(page, gallery_dir):
