@@ -37,6 +37,7 @@ TEST_SPLIT = Path("data/splits/test.csv")
 RAW_IMAGES = Path("data/raw/images")
 # A base64 body is 4/3 of the image; multipart adds headers and boundaries.
 MAX_BODY_BYTES = MAX_IMAGE_BYTES * 4 // 3 + 64 * 1024
+TOO_BIG = f": images of up to {MAX_IMAGE_BYTES // 2**20} MiB are read"
 
 
 class BadRequest(Exception):
@@ -174,12 +175,12 @@ async def read_body(request: Request) -> bytes:
     """The request body, refused as soon as it is known to be over the limit."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise BadRequest(413, f"request of {declared} bytes, limit {MAX_BODY_BYTES}")
+        raise BadRequest(413, f"request of {declared} bytes, limit {MAX_BODY_BYTES}{TOO_BIG}")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_BODY_BYTES:
-            raise BadRequest(413, f"request over {MAX_BODY_BYTES} bytes")
+            raise BadRequest(413, f"request over the limit of {MAX_BODY_BYTES} bytes{TOO_BIG}")
     return bytes(body)
 
 

@@ -147,3 +147,19 @@ def test_default_gallery_is_the_test_split(tmp_path, monkeypatch, captcha_pngs):
     test = pd.DataFrame({"file": [f"{k}.png" for k in labels[1:]], "label": labels[1:]})
     test.to_csv(tmp_path / "data" / "splits" / "test.csv", index=False)
     assert list(gallery_images()) == [f"{k}.png" for k in labels[1:]]
+
+
+def test_a_chunked_upload_is_cut_off_at_the_limit(demo):
+    # No Content-Length: the server counts while it reads.
+    def chunks():
+        for _ in range(MAX_BODY_BYTES // 65536 + 2):
+            yield b"0" * 65536
+
+    response = requests.post(
+        f"{demo}/api/read",
+        data=chunks(),
+        headers={"Content-Type": "application/json"},
+        timeout=60,
+    )
+    assert response.status_code == 413
+    assert f"over the limit of {MAX_BODY_BYTES} bytes" in response.json()["error"]
