@@ -9,7 +9,12 @@ registry call, so a failure at any point leaves the champion as it was.
 from __future__ import annotations
 
 import os
+import random
+import socket
 import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,7 +63,6 @@ def register_reader(
         artifacts={"reader": str(reader_path)},
         signature=signature,
         input_example=example,
-        registered_model_name=model_name,
         pip_requirements=[
             f"tensorflow-cpu=={tf.__version__}",
             f"keras=={keras.__version__}",
@@ -66,8 +70,6 @@ def register_reader(
             f"captcha-ocr=={__version__}",
         ],
     )
-    version = info.registered_model_version
-    client = MlflowClient()
     all_tags = {
         "test_exact_match": str(metrics["test_exact_match"]),
         "test_cer": str(metrics["test_cer"]),
@@ -75,9 +77,9 @@ def register_reader(
         "git_commit": git_commit(),
         **tags,
     }
-    for key, value in all_tags.items():
-        client.set_model_version_tag(model_name, str(version), key, value)
-    return client.get_model_version(model_name, str(version))
+    # The version is created with its tags in one call: a crash can leave a
+    # logged model that was never registered, never a version without scores.
+    return mlflow.register_model(info.model_uri, model_name, tags=all_tags)
 
 
 def git_commit() -> str:
@@ -171,10 +173,26 @@ def promote(
     force: bool = False,
     reason: str | None = None,
 ) -> dict:
-    """Move ``champion`` to the candidate if it passes the gate, else ``challenger``."""
+    """Move ``champion`` to the candidate if it passes the gate, else ``challenger``.
+
+    Holds the model's promotion lock throughout, so a concurrent promotion
+    decides against the champion this one leaves, never against a stale one.
+    """
     if force and not reason:
         raise PromotionError("--force needs --reason: say why the gate is overridden")
     client = MlflowClient()
+    with promotion_lock(client, name):
+        return _promote(client, name, gate, version, force, reason)
+
+
+def _promote(
+    client: MlflowClient,
+    name: str,
+    gate: PromoteParams,
+    version: str | None,
+    force: bool,
+    reason: str | None,
+) -> dict:
     if version is None:
         versions = client.search_model_versions(f"name = '{name}'")
         if not versions:
@@ -207,6 +225,72 @@ def promote(
         "before": before,
         "after": after,
     }
+
+
+LOCK_SUFFIX = ".promotion-lock"
+LOCK_WAIT_SECONDS = 120.0
+# A lock this old is taken to be left by a promotion that crashed.
+LOCK_STALE_SECONDS = 600.0
+
+
+@contextmanager
+def promotion_lock(client: MlflowClient, name: str) -> Iterator[None]:
+    """One promotion of ``name`` at a time, across processes and machines.
+
+    The lock is a registered model named ``<name>.promotion-lock``: creating a
+    registered model is atomic in every MLflow store (names are unique), so the
+    lock works with a local sqlite file and a shared tracking server alike.
+    """
+    lock = f"{name}{LOCK_SUFFIX}"
+    holder = f"{socket.gethostname()} pid {os.getpid()}"
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while True:
+        try:
+            client.create_registered_model(
+                lock,
+                tags={"holder": holder},
+                description=f"Held while a promotion of {name} runs; deleted when it ends.",
+            )
+            break
+        except MlflowException as err:
+            # "does not exist": the sqlite store looks the holder up after a clash,
+            # and the holder may have released the lock in between.
+            if err.error_code not in ("RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST"):
+                raise
+        held = _lock_holder(client, lock)
+        if held is None:
+            continue  # released between our two calls
+        holder_then, age = held
+        if age > LOCK_STALE_SECONDS:
+            print(f"note: breaking the promotion lock of {holder_then}, {age:.0f} s old")
+            _delete_quietly(client, lock)
+            continue
+        if time.monotonic() > deadline:
+            raise PromotionError(
+                f"another promotion of {name!r} ({holder_then}) has held the lock for "
+                f"{age:.0f} s; if it crashed, delete the registered model {lock!r}"
+            )
+        time.sleep(random.uniform(0.05, 0.25))
+    try:
+        yield
+    finally:
+        _delete_quietly(client, lock)
+
+
+def _lock_holder(client: MlflowClient, lock: str) -> tuple[str, float] | None:
+    try:
+        model = client.get_registered_model(lock)
+    except MlflowException:
+        return None
+    age = time.time() - model.creation_timestamp / 1000
+    return model.tags.get("holder", "unknown"), age
+
+
+def _delete_quietly(client: MlflowClient, lock: str) -> None:
+    try:
+        client.delete_registered_model(lock)
+    except MlflowException:
+        pass  # already gone
 
 
 def _version_of(client: MlflowClient, name: str, alias: str) -> str | None:

@@ -1,0 +1,93 @@
+"""Promotions racing each other on one registry: the champion ends on the
+better model, whatever the interleaving; the lock that makes it so."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from mlflow import MlflowClient
+
+from captcha_ocr import registry
+from captcha_ocr.config import PromoteParams
+from captcha_ocr.registry import CHAMPION, LOCK_SUFFIX, PromotionError, promote
+
+GATE = PromoteParams(min_exact_match=0.5, min_gain=0.0)
+ROUNDS = 8
+
+
+def add_version(client: MlflowClient, name: str, source: str, exact_match: float) -> str:
+    tags = {
+        "test_exact_match": str(exact_match),
+        "test_cer": "0.01",
+        "test_split_sha256": "s" * 64,
+        "metrics_version": "1",
+    }
+    return str(client.create_model_version(name, source, tags=tags).version)
+
+
+def race(*calls) -> list[BaseException]:
+    """Run the calls in threads released together; return what they raised."""
+    start = threading.Barrier(len(calls))
+    errors: list[BaseException] = []
+
+    def run(call):
+        start.wait()
+        try:
+            call()
+        except BaseException as err:  # reported by the test, not lost in the thread
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return errors
+
+
+@pytest.mark.parametrize("better_first", [True, False])
+def test_two_promotions_at_once_leave_the_better_champion(store, better_first):
+    client = MlflowClient()
+    source = str(store / "model")
+    for round_ in range(ROUNDS):
+        name = f"race-{better_first}-{round_}"
+        client.create_registered_model(name)
+        first = add_version(client, name, source, 0.8)
+        promote(name, GATE, version=first)
+        good = add_version(client, name, source, 0.9)
+        best = add_version(client, name, source, 0.95)
+        order = [best, good] if better_first else [good, best]
+        errors = race(*(lambda n=name, v=v: promote(n, GATE, version=v) for v in order))
+        assert errors == []
+        champion = client.get_model_version_by_alias(name, CHAMPION)
+        assert str(champion.version) == best, f"round {round_}: champion v{champion.version}"
+
+
+def held_lock(client: MlflowClient, name: str) -> None:
+    """The lock as a promotion in another process holds it."""
+    client.create_registered_model(f"{name}{LOCK_SUFFIX}", tags={"holder": "host-b pid 4242"})
+
+
+def test_a_held_lock_makes_promotion_wait_then_fail_clearly(store, monkeypatch):
+    client = MlflowClient()
+    client.create_registered_model("held")
+    v1 = add_version(client, "held", str(store / "model"), 0.8)
+    held_lock(client, "held")
+    monkeypatch.setattr(registry, "LOCK_WAIT_SECONDS", 0.5)
+    with pytest.raises(PromotionError, match=r"host-b pid 4242.*held\.promotion-lock"):
+        promote("held", GATE, version=v1)
+    assert client.get_registered_model("held").aliases == {}
+    assert client.get_registered_model(f"held{LOCK_SUFFIX}")  # not ours to release
+
+
+def test_a_stale_lock_from_a_crashed_promotion_is_broken(store, monkeypatch, capsys):
+    client = MlflowClient()
+    client.create_registered_model("stale")
+    v1 = add_version(client, "stale", str(store / "model"), 0.8)
+    held_lock(client, "stale")
+    monkeypatch.setattr(registry, "LOCK_STALE_SECONDS", 0.0)
+    assert promote("stale", GATE, version=v1)["promoted"]
+    assert "breaking the promotion lock of host-b pid 4242" in capsys.readouterr().out
+    names = {m.name for m in client.search_registered_models()}
+    assert names == {"stale"}  # the lock is released after the promotion
