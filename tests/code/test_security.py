@@ -1,0 +1,85 @@
+"""Security rules that a change could quietly break: models load in Keras
+safe mode, nothing unpickles, servers bind to 127.0.0.1 by default, no
+credentials in params, files or messages."""
+
+from __future__ import annotations
+
+import re
+
+import keras
+import pytest
+
+from captcha_ocr.config import Params
+from captcha_ocr.model import CaptchaReader
+from captcha_ocr.tracking import redact
+
+from ..conftest import PROJECT_ROOT
+
+CODE_DIRS = ("src", "components", "pipeline", "bench")
+
+
+def project_files(*suffixes: str) -> list:
+    files = []
+    for folder in CODE_DIRS:
+        files += [p for p in (PROJECT_ROOT / folder).rglob("*") if p.suffix in suffixes]
+    return [p for p in files if ".egg-info" not in str(p)]
+
+
+def test_a_model_with_code_in_it_is_refused(tmp_path):
+    # A Lambda layer carries Python bytecode: loading it would run the sender's code.
+    image = keras.Input((50, 200, 1))
+    evil = keras.Model(image, keras.layers.Lambda(lambda x: x * 2)(image))
+    path = tmp_path / "evil.keras"
+    evil.save(path)
+    with pytest.raises(ValueError, match="safe_mode"):
+        CaptchaReader.load(path)
+
+
+UNSAFE = [
+    (r"safe_mode\s*=\s*False", "a model loaded with safe_mode off"),
+    (r"^\s*(import|from)\s+(c?pickle|cloudpickle|dill|joblib)\b", "a pickle module"),
+    (r"allow_pickle\s*=\s*True", "NumPy unpickling"),
+    (r"yaml\.load\(", "yaml.load (use yaml.safe_load)"),
+    (r"torch\.load\(", "torch.load unpickles"),
+    (r"\"0\.0\.0\.0\"|'0\.0\.0\.0'", "a default bind to every interface"),
+]
+
+
+@pytest.mark.parametrize(("pattern", "what"), UNSAFE, ids=[w for _, w in UNSAFE])
+def test_no_unsafe_loading_or_binding_in_the_code(pattern, what):
+    found = [
+        f"{path.relative_to(PROJECT_ROOT)}:{number}"
+        for path in project_files(".py")
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if re.search(pattern, line)
+    ]
+    assert found == [], f"{what} in {found}"
+
+
+def test_mlflow_servers_default_to_loopback():
+    # README commands and tests pass -h 127.0.0.1; this guards the default
+    # for anyone who leaves it out, should an MLflow upgrade change it.
+    from mlflow.cli import cli
+    from mlflow.models.cli import commands
+
+    for command in (cli.commands["server"], commands.commands["serve"]):
+        (host,) = [p for p in command.params if p.name == "host"]
+        assert host.default == "127.0.0.1", command.name
+
+
+def test_no_param_is_a_credential():
+    names = list(Params().flat())
+    assert not [n for n in names if re.search(r"pass|secret|token|credential|auth", n)], names
+
+
+@pytest.mark.parametrize(
+    ("uri", "shown"),
+    [
+        ("http://alice:s3cret@mlflow.example.org:5000", "http://mlflow.example.org:5000"),
+        ("https://token@mlflow.example.org/path", "https://mlflow.example.org/path"),
+        ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
+        ("sqlite:////tmp/mlflow.db", "sqlite:////tmp/mlflow.db"),
+    ],
+)
+def test_credentials_in_a_tracking_uri_are_never_written(uri, shown):
+    assert redact(uri) == shown
