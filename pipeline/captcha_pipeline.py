@@ -31,6 +31,16 @@ __all__ = ["IMAGE", "PipelineOptions", "build_pipeline", "default_params"]
 
 PIPELINE_NAME = "captcha-ocr"
 SECTIONS = ("ingest", "preprocess", "train", "evaluate", "export", "promote")
+# (CPU, memory) requests of the light steps; train's come from PipelineOptions.
+# Evaluate and export load TensorFlow and the whole test split.
+STEP_RESOURCES = {
+    "ingest": ("1", "1G"),
+    "preprocess": ("1", "2G"),
+    "evaluate": ("1", "2G"),
+    "export": ("1", "3G"),
+    "gate": ("0.5", "512M"),
+    "promote": ("0.5", "1G"),
+}
 
 
 @dataclass(frozen=True)
@@ -143,6 +153,9 @@ def build_pipeline(options: PipelineOptions = PipelineOptions()):
         tasks = (raw, prepared, trained, scored, exported, gate, promoted)
         for task, name in zip(tasks, names, strict=True):
             task.set_display_name(name)
+            if name in STEP_RESOURCES:
+                cpu, memory = STEP_RESOURCES[name]
+                task.set_cpu_request(cpu).set_memory_request(memory)
 
     return captcha_ocr_pipeline
 

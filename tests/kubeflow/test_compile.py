@@ -75,6 +75,17 @@ def test_every_step_is_a_task_with_its_settings(module, tmp_path):
     resources = executors["exec-train-model"]["container"]["resources"]
     assert (resources["resourceCpuRequest"], resources["resourceMemoryRequest"]) == ("2", "4G")
     assert "accelerator" not in resources
+    for executor, step in [
+        ("exec-ingest-data", "ingest"),
+        ("exec-preprocess-data", "preprocess"),
+        ("exec-evaluate-model", "evaluate"),
+        ("exec-export-model", "export"),
+        ("exec-evaluation-gate", "gate"),
+        ("exec-promote-model", "promote"),
+    ]:
+        resources = executors[executor]["container"]["resources"]
+        requested = (resources["resourceCpuRequest"], resources["resourceMemoryRequest"])
+        assert requested == module.STEP_RESOURCES[step], executor
     assert {e["container"]["image"] for e in executors.values()} == {module.IMAGE}
     assert platform is None  # no secret asked for, none mounted
 
