@@ -93,16 +93,17 @@ def build_pipeline(options: PipelineOptions = PipelineOptions()):
         raw = ingest_data(ingest=ingest)
         # Downloads fail for passing reasons; the step itself never keeps a partial zip.
         raw.set_retry(num_retries=options.ingest_retries, backoff_duration="30s")
+        data = {"raw": raw.outputs["raw"]}
 
-        prepared = preprocess_data(preprocess=preprocess, raw=raw.outputs["raw"])
+        prepared = preprocess_data(preprocess=preprocess, **data)
+        data["prepared"] = prepared.outputs["prepared"]
 
         trained = train_model(
             ingest=ingest,
             preprocess=preprocess,
             train=train,
             mlflow_tracking_uri=mlflow_tracking_uri,
-            raw=raw.outputs["raw"],
-            prepared=prepared.outputs["prepared"],
+            **data,
         )
         trained.set_cpu_request(options.train_cpu).set_memory_request(options.train_memory)
         if options.accelerator_type:
@@ -112,24 +113,26 @@ def build_pipeline(options: PipelineOptions = PipelineOptions()):
         scored = evaluate_model(
             evaluate=evaluate,
             mlflow_tracking_uri=mlflow_tracking_uri,
-            raw=raw.outputs["raw"],
-            prepared=prepared.outputs["prepared"],
             model=trained.outputs["model"],
+            **data,
         )
 
-        exported = export_model(
+        # Export tags the registered version with every section.
+        every_section = dict(
             ingest=ingest,
             preprocess=preprocess,
             train=train,
             evaluate=evaluate,
             export=export,
             promote=promote,
+        )
+        exported = export_model(
+            **every_section,
             mlflow_tracking_uri=mlflow_tracking_uri,
             git_commit=git_commit,
-            raw=raw.outputs["raw"],
-            prepared=prepared.outputs["prepared"],
             model=trained.outputs["model"],
             evaluation=scored.outputs["evaluation"],
+            **data,
         )
         gate = evaluation_gate(promote=promote, evaluation=scored.outputs["evaluation"])
         # The gate's single output, not a named one: the local runner silently
