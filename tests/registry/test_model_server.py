@@ -20,7 +20,7 @@ import pytest
 
 from captcha_ocr.config import PromoteParams
 from captcha_ocr.registry import promote
-from captcha_ocr.serving import encode_image
+from captcha_ocr.serving import MAX_BATCH, MAX_IMAGE_BYTES, encode_image
 
 from .conftest import register
 
@@ -34,10 +34,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def post(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, str]:
+def post(
+    url: str, body: bytes, content_type: str = "application/json", timeout: float = 60
+) -> tuple[int, str]:
     request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type})
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as err:
         return err.code, err.read().decode()
@@ -115,10 +117,14 @@ def test_server_reads_real_captchas_and_survives_bad_requests(server, reader_fil
         "not base64": images_payload(["@@@ not base64 @@@"]),
         "not an image": images_payload([encode_image(b"GIF? no, plain text")]),
         "empty batch": images_payload([]),
+        "image over the size limit": images_payload([encode_image(b"\0" * (MAX_IMAGE_BYTES + 1))]),
+        "batch over the limit": images_payload([encode_image(pngs[0])] * (MAX_BATCH + 1)),
     }
     for what, body in bad.items():
-        status, answer = post(f"{server}/invocations", body)
+        # A bad request is refused, not worked on: it must not take the inference timeout.
+        status, answer = post(f"{server}/invocations", body, timeout=20)
         assert 400 <= status < 500, f"{what}: {status} {answer[:300]}"
+    assert f"limit {MAX_BATCH}" in post(f"{server}/invocations", bad["batch over the limit"])[1]
     status, answer = post(f"{server}/invocations", b"image=abc", "text/plain")
     assert 400 <= status < 500, answer[:300]
     assert "row 0: not valid base64" in post(f"{server}/invocations", bad["not base64"])[1]
