@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import sys
-import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,28 +30,35 @@ def tracking_uri() -> str:
 
 
 def use_experiment(name: str | None = None) -> str:
-    """Point MLflow at our store and experiment; return the experiment id."""
+    """Point MLflow at our store and experiment; return the experiment id.
+
+    An unreachable server or refused credentials fail here, with the URI
+    (credentials removed) in the message.
+    """
     mlflow.set_tracking_uri(tracking_uri())
     name = name or os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT
-    if mlflow.get_experiment_by_name(name) is None:
-        # A local store keeps artifacts in a folder beside it, not wherever the
-        # current directory of some later process happens to be.
-        location = None
-        if tracking_uri().startswith("sqlite:///"):
-            db = Path(tracking_uri().removeprefix("sqlite:///"))
-            location = (db.parent / "mlartifacts").as_uri()
-        mlflow.create_experiment(name, artifact_location=location)
-    return mlflow.set_experiment(name).experiment_id
+    try:
+        if mlflow.get_experiment_by_name(name) is None:
+            # A local store keeps artifacts in a folder beside it, not wherever the
+            # current directory of some later process happens to be.
+            location = None
+            if tracking_uri().startswith("sqlite:///"):
+                db = Path(tracking_uri().removeprefix("sqlite:///"))
+                location = (db.parent / "mlartifacts").as_uri()
+            mlflow.create_experiment(name, artifact_location=location)
+        return mlflow.set_experiment(name).experiment_id
+    except mlflow.exceptions.MlflowException as err:
+        raise CaptchaOcrError(
+            redact(f"MLflow tracking at {tracking_uri()} is not usable: {err.message[:500]}")
+        ) from None
 
 
-def redact(uri: str) -> str:
-    """The URI without a user name or password, for files and messages."""
-    parts = urllib.parse.urlsplit(uri)
-    if parts.username is None and parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+def redact(text: str) -> str:
+    """``text`` with the user name and password taken out of every URL in it.
+
+    For files and messages: MLflow's own errors quote the URL they failed on.
+    """
+    return re.sub(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s'\"]+@", r"\1", text)
 
 
 def save_run_ref(path: Path, run: mlflow.ActiveRun) -> None:
@@ -128,7 +135,7 @@ class RunLog:
                 call()
                 return
             except Exception as err:  # any client or network error: keep training
-                self.error = f"{type(err).__name__}: {err}"
+                self.error = redact(f"{type(err).__name__}: {err}")
                 print(
                     f"warning: MLflow logging failed ({what}): {self.error}; training goes on, "
                     "the logs are kept and retried at the end",
@@ -147,7 +154,7 @@ class RunLog:
             try:
                 call()
             except Exception as err:
-                lost.append({"what": what, "error": f"{type(err).__name__}: {err}"})
+                lost.append({"what": what, "error": redact(f"{type(err).__name__}: {err}")})
         if lost:
             write_json(unlogged_path, {"tracking_uri": redact(tracking_uri()), "lost": lost})
             print(

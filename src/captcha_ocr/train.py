@@ -222,7 +222,7 @@ def start_run(state: TrainState, params: Params, model: keras.Model) -> mlflow.A
         tracking.tag_owner()
     except mlflow.exceptions.MlflowException as err:
         raise CaptchaOcrError(
-            f"MLflow tracking at {tracking.redact(tracking.tracking_uri())} is not usable: {err}"
+            tracking.redact(f"MLflow tracking at {tracking.tracking_uri()} is not usable: {err}")
         ) from None
     tracking.save_run_ref(RUN_PATH, run)
     return run
@@ -292,7 +292,10 @@ def end_run(status: str) -> None:
     try:
         mlflow.end_run(status)
     except Exception as err:  # the server is gone; a later training marks the run
-        print(f"warning: could not mark the MLflow run {status}: {err}", file=sys.stderr)
+        print(
+            tracking.redact(f"warning: could not mark the MLflow run {status}: {err}"),
+            file=sys.stderr,
+        )
 
 
 def without_optimizer(model: keras.Model) -> keras.Model:

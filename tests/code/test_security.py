@@ -83,3 +83,17 @@ def test_no_param_is_a_credential():
 )
 def test_credentials_in_a_tracking_uri_are_never_written(uri, shown):
     assert redact(uri) == shown
+
+
+def test_an_unusable_tracking_server_is_named_without_its_password(monkeypatch):
+    from captcha_ocr.errors import CaptchaOcrError
+    from captcha_ocr.tracking import use_experiment
+
+    from ..registry.test_model_server import free_port
+
+    port = free_port()  # nothing listens there
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://alice:s3cret@127.0.0.1:{port}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with pytest.raises(CaptchaOcrError, match=f"tracking at http://127.0.0.1:{port} is not") as err:
+        use_experiment()
+    assert "s3cret" not in str(err.value)
