@@ -61,6 +61,52 @@ def redact(text: str) -> str:
     return re.sub(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s'\"]+@", r"\1", text)
 
 
+def log_dataset_inputs() -> None:
+    """Each split as an MLflow dataset input of the active run, tied to the zip's sha256."""
+    import warnings
+
+    import pandas as pd
+    from mlflow.data.http_dataset_source import HTTPDatasetSource
+
+    from captcha_ocr.ingest import INFO_PATH
+    from captcha_ocr.preprocess import SPLITS_DIR
+
+    info = json.loads(INFO_PATH.read_text())
+    source = info["source"]
+    if source.startswith(("http://", "https://")):
+        source = HTTPDatasetSource(source)
+    for name, context in (("train", "training"), ("val", "validation"), ("test", "testing")):
+        frame = pd.read_csv(SPLITS_DIR / f"{name}.csv", dtype=str)
+        with warnings.catch_warnings():
+            # A local path matches two of MLflow's source types; either is right.
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = mlflow.data.from_pandas(
+                frame, source=source, name=f"captcha_images_v2-{name}", digest=info["sha256"][:16]
+            )
+        mlflow.log_input(dataset, context=context)
+    mlflow.set_tags({"dataset.sha256": info["sha256"], "dataset.source": info["source"]})
+
+
+def log_keras_model(model, example) -> None:
+    """The trained network as the run's logged model ``model``, with a signature.
+
+    ``example``: a few (N, H, W) uint8 images.
+    """
+    import keras
+    import tensorflow as tf
+    from mlflow.models import infer_signature
+
+    example = example[..., None].astype("float32")
+    signature = infer_signature(example, model.predict(example, verbose=0))
+    mlflow.keras.log_model(
+        model,
+        name="model",
+        signature=signature,
+        # Listing them skips MLflow's slow dependency probe (it reloads the model).
+        pip_requirements=[f"tensorflow-cpu=={tf.__version__}", f"keras=={keras.__version__}"],
+    )
+
+
 def save_run_ref(path: Path, run: mlflow.ActiveRun) -> None:
     from captcha_ocr.files import write_json
 

@@ -15,15 +15,11 @@ missed are retried at the end, and what still fails is listed in
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import signal
 import sys
 import time
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import keras
@@ -42,7 +38,6 @@ from captcha_ocr.checkpoints import (
 from captcha_ocr.config import MODEL_SECTIONS, Params, TrainParams, load_params
 from captcha_ocr.errors import CaptchaOcrError
 from captcha_ocr.files import atomic_path, write_with
-from captcha_ocr.ingest import INFO_PATH
 from captcha_ocr.metrics import character_error_rate, exact_match
 from captcha_ocr.model import PACKAGE, build_training_model, predict_texts
 from captcha_ocr.preprocess import (
@@ -168,6 +163,7 @@ def train(params: Params) -> keras.Model:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     run = start_run(state, params, model)
     log = tracking.RunLog()
+    previous_handler = signal.signal(signal.SIGTERM, sigterm_as_exit)
     try:
         trained, frame, seconds = fit(model, p, data, val_texts, vocabulary, checkpoint, state, log)
         best = int(frame["val_loss"].idxmin())
@@ -181,13 +177,16 @@ def train(params: Params) -> keras.Model:
         log("summary metrics", lambda: mlflow.log_metrics(summary))
         log("reports/train_history.csv", lambda: mlflow.log_artifact(str(HISTORY_PATH), "reports"))
         log("reports/data_report.json", lambda: mlflow.log_artifact(str(REPORT_PATH), "reports"))
-        log("logged model 'model'", lambda: log_model(trained, data["val"]["images"][:2]))
+        example = data["val"]["images"][:2]
+        log("logged model 'model'", lambda: tracking.log_keras_model(trained, example))
         log.finish(UNLOGGED_PATH)
     except BaseException as err:
         # Ctrl-C or SIGTERM: KILLED; anything else: FAILED. The checkpoint stays for a rerun.
         killed = isinstance(err, KeyboardInterrupt | SystemExit)
         end_run("KILLED" if killed else "FAILED")
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
     end_run("FINISHED")
     checkpoint.clear()
     print(
@@ -216,7 +215,7 @@ def start_run(state: TrainState, params: Params, model: keras.Model) -> mlflow.A
         if run is None:
             run = mlflow.start_run()
             state.run_id = run.info.run_id
-            log_inputs(params)
+            tracking.log_dataset_inputs()
             mlflow.log_params(params.flat(MODEL_SECTIONS))
             mlflow.log_param("model.parameters", model.count_params())
         tracking.tag_owner()
@@ -247,24 +246,23 @@ def fit(
         best_weights=checkpoint.best_weights(state) if state.epoch else None,
     )
     started = time.perf_counter()
-    with sigterm_as_exit():
-        model.fit(
-            data["train"]["images"][..., None],
-            data["train"]["labels"],
-            validation_data=(data["val"]["images"][..., None], data["val"]["labels"]),
-            batch_size=p.batch_size,
-            # A checkpoint written after early stopping fired has nothing left to train.
-            epochs=state.epoch if state.stopped else p.epochs,
-            initial_epoch=state.epoch,
-            shuffle=True,
-            verbose=2,
-            callbacks=[
-                ValidationReading(data["val"]["images"], val_texts, vocabulary),
-                MlflowEpochLogger(log),
-                early,  # before the checkpoint, which saves its counters
-                EpochCheckpoint(checkpoint, state, early),
-            ],
-        )
+    model.fit(
+        data["train"]["images"][..., None],
+        data["train"]["labels"],
+        validation_data=(data["val"]["images"][..., None], data["val"]["labels"]),
+        batch_size=p.batch_size,
+        # A checkpoint written after early stopping fired has nothing left to train.
+        epochs=state.epoch if state.stopped else p.epochs,
+        initial_epoch=state.epoch,
+        shuffle=True,
+        verbose=2,
+        callbacks=[
+            ValidationReading(data["val"]["images"], val_texts, vocabulary),
+            MlflowEpochLogger(log),
+            early,  # before the checkpoint, which saves its counters
+            EpochCheckpoint(checkpoint, state, early),
+        ],
+    )
     seconds = time.perf_counter() - started
     frame = pd.DataFrame(state.rows)
     write_with(HISTORY_PATH, lambda path: frame.to_csv(path, index=False))
@@ -274,18 +272,9 @@ def fit(
     return trained, frame, seconds
 
 
-@contextmanager
-def sigterm_as_exit() -> Iterator[None]:
+def sigterm_as_exit(signum, frame) -> None:
     """SIGTERM (``kill``, a stopped container) unwinds like Ctrl-C, so the run is closed."""
-
-    def stop(signum, frame):
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    raise SystemExit(128 + signum)
 
 
 def end_run(status: str) -> None:
@@ -305,41 +294,6 @@ def without_optimizer(model: keras.Model) -> keras.Model:
     the optimizer too).
     """
     return keras.Model(model.input, model.output, name=model.name)
-
-
-def log_inputs(params: Params) -> None:
-    """Each split as an MLflow dataset input, tied to the zip's sha256."""
-    from mlflow.data.http_dataset_source import HTTPDatasetSource
-
-    info = json.loads(INFO_PATH.read_text())
-    source = info["source"]
-    if source.startswith(("http://", "https://")):
-        source = HTTPDatasetSource(source)
-    for name, context in (("train", "training"), ("val", "validation"), ("test", "testing")):
-        frame = pd.read_csv(SPLITS_DIR / f"{name}.csv", dtype=str)
-        with warnings.catch_warnings():
-            # A local path matches two of MLflow's source types; either is right.
-            warnings.simplefilter("ignore", UserWarning)
-            dataset = mlflow.data.from_pandas(
-                frame, source=source, name=f"captcha_images_v2-{name}", digest=info["sha256"][:16]
-            )
-        mlflow.log_input(dataset, context=context)
-    mlflow.set_tags({"dataset.sha256": info["sha256"], "dataset.source": info["source"]})
-
-
-def log_model(model: keras.Model, example: np.ndarray) -> None:
-    import tensorflow as tf
-    from mlflow.models import infer_signature
-
-    example = example[..., None].astype("float32")
-    signature = infer_signature(example, model.predict(example, verbose=0))
-    mlflow.keras.log_model(
-        model,
-        name="model",
-        signature=signature,
-        # Listing them skips MLflow's slow dependency probe (it reloads the model).
-        pip_requirements=[f"tensorflow-cpu=={tf.__version__}", f"keras=={keras.__version__}"],
-    )
 
 
 def main(argv: list[str] | None = None) -> None:
