@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -61,7 +62,11 @@ class Checkpoint:
         path = self.folder / "state.json"
         if not path.is_file():
             return None
-        return TrainState(**json.loads(path.read_text()))
+        try:
+            return TrainState(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError) as err:
+            self._discard(f"unreadable {path} ({err})")
+            return None
 
     def drop_others(self) -> list[Path]:
         """Remove checkpoints of other params or data: they can never be resumed."""
@@ -70,10 +75,24 @@ class Checkpoint:
             shutil.rmtree(path, ignore_errors=True)
         return stale
 
-    def restore(self, model: keras.Model, state: TrainState) -> None:
-        # The optimizer must exist before its saved variables can be loaded into it.
-        model.optimizer.build(model.trainable_variables)
-        model.load_weights(self.folder / state.weights)
+    def restore(self, model: keras.Model, state: TrainState) -> bool:
+        """Load the checkpoint into ``model``; False (and the checkpoint gone) if it is broken.
+
+        After a False the model may hold part of the checkpoint: build a new one.
+        """
+        try:
+            # The optimizer must exist before its saved variables can be loaded into it.
+            model.optimizer.build(model.trainable_variables)
+            model.load_weights(self.folder / str(state.weights))
+            self.best_weights(state)
+        except (OSError, ValueError, KeyError) as err:
+            self._discard(f"cannot load epoch {state.epoch} ({err})")
+            return False
+        return True
+
+    def _discard(self, why: str) -> None:
+        print(f"warning: checkpoint {self.folder}: {why}; training starts over", file=sys.stderr)
+        self.clear()
 
     def best_weights(self, state: TrainState) -> list[np.ndarray] | None:
         if not state.best:

@@ -145,18 +145,26 @@ def train(params: Params) -> keras.Model:
     val_texts = pd.read_csv(SPLITS_DIR / "val.csv", dtype=str)["label"].tolist()
     height, width = data["train"]["images"].shape[1:]
 
-    steps_per_epoch = math.ceil(len(data["train"]["images"]) / p.batch_size)
-    with distribution_strategy().scope():
-        model = build_training_model(p, height, width, vocabulary.num_classes)
-        model.compile(optimizer=make_optimizer(p, steps_per_epoch), loss=keras.losses.CTC())
-
     data_files = [ARRAYS_DIR / "train.npz", ARRAYS_DIR / "val.npz", VOCABULARY_PATH]
     checkpoint = Checkpoint(checkpoint_key(p, data_files))
     checkpoint.drop_others()
     state = checkpoint.load() or TrainState()
+
+    steps_per_epoch = math.ceil(len(data["train"]["images"]) / p.batch_size)
+
+    def compiled_model() -> keras.Model:
+        model = build_training_model(p, height, width, vocabulary.num_classes)
+        model.compile(optimizer=make_optimizer(p, steps_per_epoch), loss=keras.losses.CTC())
+        return model
+
+    with distribution_strategy().scope():
+        model = compiled_model()
+        # Restoring creates the optimizer's variables: under the same strategy.
+        if state.epoch and not checkpoint.restore(model, state):
+            state, model = TrainState(), compiled_model()
     if state.epoch:
-        checkpoint.restore(model, state)
         print(f"train: resuming after epoch {state.epoch} from {checkpoint.folder}")
+    UNLOGGED_PATH.unlink(missing_ok=True)  # from an earlier run, outside DVC
 
     # A lost tracking server should cost an epoch seconds, not MLflow's default minutes.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
