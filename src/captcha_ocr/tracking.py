@@ -35,6 +35,10 @@ def use_experiment(name: str | None = None) -> str:
     An unreachable server or refused credentials fail here, with the URI
     (credentials removed) in the message.
     """
+    # A lost tracking server should cost a step seconds, not MLflow's default
+    # 4 minutes of retries; the user's own settings win.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     mlflow.set_tracking_uri(tracking_uri())
     name = name or os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT
     try:

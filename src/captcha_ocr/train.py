@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import signal
 import sys
 import time
@@ -166,9 +165,6 @@ def train(params: Params) -> keras.Model:
         print(f"train: resuming after epoch {state.epoch} from {checkpoint.folder}")
     UNLOGGED_PATH.unlink(missing_ok=True)  # from an earlier run, outside DVC
 
-    # A lost tracking server should cost an epoch seconds, not MLflow's default minutes.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     run = start_run(state, params, model)
     log = tracking.RunLog()
     previous_handler = signal.signal(signal.SIGTERM, sigterm_as_exit)
