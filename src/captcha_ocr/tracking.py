@@ -176,10 +176,11 @@ class RunLog:
     """
 
     def __init__(self) -> None:
-        self.kept: list[tuple[str, Callable[[], object]]] = []
+        self.kept: list[tuple[str, Callable[[], object], object]] = []
         self.error: str | None = None
 
-    def __call__(self, what: str, call: Callable[[], object]) -> None:
+    def __call__(self, what: str, call: Callable[[], object], data: object = None) -> None:
+        """Make ``call`` (described by ``what``); ``data`` is what it logs, kept if it fails."""
         if self.error is None:
             try:
                 call()
@@ -193,18 +194,19 @@ class RunLog:
                 )
                 # Every later call would wait out MLflow's full retry back-off again.
                 os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
-        self.kept.append((what, call))
+        self.kept.append((what, call, data))
 
     def finish(self, unlogged_path: Path) -> list[str]:
         """Retry the kept calls once; list the ones that failed again in ``unlogged_path``."""
         from captcha_ocr.files import write_json
 
         lost = []
-        for what, call in self.kept:
+        for what, call, data in self.kept:
             try:
                 call()
             except Exception as err:
-                lost.append({"what": what, "error": redact(f"{type(err).__name__}: {err}")})
+                item = {"what": what, "error": redact(f"{type(err).__name__}: {err}")}
+                lost.append(item | ({"data": data} if data is not None else {}))
         if lost:
             write_json(unlogged_path, {"tracking_uri": redact(tracking_uri()), "lost": lost})
             print(

@@ -107,7 +107,11 @@ class MlflowEpochLogger(keras.callbacks.Callback):
         metrics["learning_rate"] = float(
             keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
         )
-        self.log(f"epoch {epoch + 1} metrics", lambda: mlflow.log_metrics(metrics, step=epoch + 1))
+        self.log(
+            f"epoch {epoch + 1} metrics",
+            lambda: mlflow.log_metrics(metrics, step=epoch + 1),
+            data={"step": epoch + 1, "metrics": metrics},
+        )
 
 
 def make_optimizer(params: TrainParams, steps_per_epoch: int) -> keras.optimizers.Optimizer:
@@ -178,7 +182,7 @@ def train(params: Params) -> keras.Model:
             "best_val_loss": float(frame["val_loss"][best]),
             "best_val_exact_match": float(frame["val_exact_match"][best]),
         }
-        log("summary metrics", lambda: mlflow.log_metrics(summary))
+        log("summary metrics", lambda: mlflow.log_metrics(summary), data=summary)
         log("reports/train_history.csv", lambda: mlflow.log_artifact(str(HISTORY_PATH), "reports"))
         log("reports/data_report.json", lambda: mlflow.log_artifact(str(REPORT_PATH), "reports"))
         example = data["val"]["images"][:2]

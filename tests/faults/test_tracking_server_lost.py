@@ -86,5 +86,8 @@ def test_training_outlives_the_tracking_server(project, tmp_path):
     unlogged = json.loads((project / "models/train/mlflow_unlogged.json").read_text())
     lost = [item["what"] for item in unlogged["lost"]]
     assert f"epoch {EPOCHS} metrics" in lost and "logged model 'model'" in lost
+    (last,) = [item for item in unlogged["lost"] if item["what"] == f"epoch {EPOCHS} metrics"]
+    assert last["data"]["step"] == EPOCHS
+    assert last["data"]["metrics"]["val_loss"] == pytest.approx(history["val_loss"].iloc[-1])
     assert unlogged["tracking_uri"] == url
     assert "models/train/mlflow_unlogged.json" in err
