@@ -1,12 +1,17 @@
-"""Step 6, promote: give the newest registered reader the ``champion`` alias if
-it beats the current champion by the gate in params.yaml, else ``challenger``.
+"""Step 6, promote: give the reader this pipeline's export step registered the
+``champion`` alias if it beats the current champion by the gate in params.yaml,
+else ``challenger``.
 
-    captcha-ocr promote [--version N] [--force --reason TEXT]
+    captcha-ocr promote [--version N|latest] [--force --reason TEXT]
+
+The candidate is the version named in models/export/registered.json (so two
+pipelines promoting at once each promote their own model), else the newest.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from captcha_ocr import tracking
@@ -15,23 +20,27 @@ from captcha_ocr.files import write_json
 from captcha_ocr.registry import format_table, promote
 
 RESULT_PATH = Path("reports/promotion.json")
+# export.REGISTERED_PATH, not imported from there: that would load TensorFlow.
+REGISTERED_PATH = Path("models/export/registered.json")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="captcha-ocr promote", description=__doc__)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument(
-        "--version", default="latest", help="registered version to promote (default: newest)"
+        "--version",
+        help="registered version to promote, or 'latest' (default: the one export registered)",
     )
     parser.add_argument("--force", action="store_true", help="skip the gate (needs --reason)")
     parser.add_argument("--reason", help="why the gate is overridden; kept as a version tag")
     args = parser.parse_args(argv)
     params = load_params(args.params)
     tracking.use_experiment()
+    version = args.version or exported_version(params.export.model_name)
     result = promote(
         params.export.model_name,
         params.promote,
-        version=None if args.version == "latest" else args.version,
+        version=None if version in (None, "latest") else version,
         force=args.force,
         reason=args.reason,
     )
@@ -40,5 +49,13 @@ def main(argv: list[str] | None = None) -> None:
     print(
         "results: `dvc metrics show` (test metrics), `dvc plots show` (curves, confusion),\n"
         "         reports/ (errors, sample predictions), "
-        f"`mlflow ui` (runs and registry in {tracking.tracking_uri()})"
+        f"`mlflow ui` (runs and registry in {tracking.redact(tracking.tracking_uri())})"
     )
+
+
+def exported_version(model_name: str) -> str | None:
+    """The version the export step registered here, if it registered ``model_name``."""
+    if not REGISTERED_PATH.is_file():
+        return None
+    registered = json.loads(REGISTERED_PATH.read_text())
+    return str(registered["version"]) if registered.get("name") == model_name else None

@@ -10,6 +10,7 @@ from mlflow import MlflowClient
 
 from captcha_ocr import registry
 from captcha_ocr.config import PromoteParams
+from captcha_ocr.files import write_json
 from captcha_ocr.registry import CHAMPION, LOCK_SUFFIX, PromotionError, promote
 
 GATE = PromoteParams(min_exact_match=0.5, min_gain=0.0)
@@ -91,3 +92,20 @@ def test_a_stale_lock_from_a_crashed_promotion_is_broken(store, monkeypatch, cap
     assert "breaking the promotion lock of host-b pid 4242" in capsys.readouterr().out
     names = {m.name for m in client.search_registered_models()}
     assert names == {"stale"}  # the lock is released after the promotion
+
+
+def test_promote_step_takes_the_version_its_export_registered(store):
+    from captcha_ocr import export
+    from captcha_ocr import promote as promote_step
+
+    assert promote_step.REGISTERED_PATH == export.REGISTERED_PATH
+    client = MlflowClient()
+    client.create_registered_model("mine")
+    ours = add_version(client, "mine", str(store / "model"), 0.9)
+    add_version(client, "mine", str(store / "model"), 0.95)  # another pipeline's, newer
+    (store / "params.yaml").write_text(
+        "export:\n  model_name: mine\npromote:\n  min_exact_match: 0.5\n"
+    )
+    write_json(store / export.REGISTERED_PATH, {"name": "mine", "version": ours})
+    promote_step.main([])
+    assert str(client.get_model_version_by_alias("mine", CHAMPION).version) == ours
