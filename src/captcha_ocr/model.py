@@ -20,6 +20,7 @@ from keras import layers, ops
 
 from captcha_ocr.config import TrainParams
 from captcha_ocr.ctc import character_confidences, greedy_decode
+from captcha_ocr.errors import CaptchaOcrError
 from captcha_ocr.vocabulary import BLANK_INDEX, Vocabulary
 
 PACKAGE = "captcha_ocr"
@@ -182,6 +183,10 @@ class Reading:
     characters: list[tuple[str, float]]
 
 
+class ModelLoadError(CaptchaOcrError, ValueError):
+    pass
+
+
 class CaptchaReader:
     """A saved reader model, from images to text."""
 
@@ -205,7 +210,16 @@ class CaptchaReader:
 
     @classmethod
     def load(cls, path) -> CaptchaReader:
-        return cls(keras.saving.load_model(path, safe_mode=True))
+        """A saved reader; a file that is not one, or carries code, is refused by name."""
+        try:
+            model = keras.saving.load_model(path, safe_mode=True)
+        except (ValueError, OSError, KeyError, TypeError) as err:
+            # safe_mode refuses Lambda layers and other pickled code with a ValueError.
+            raise ModelLoadError(f"{path}: not loaded as a captcha reader: {err}") from None
+        try:
+            return cls(model)
+        except ValueError as err:  # no ctc_decode layer: a network, not a reader
+            raise ModelLoadError(f"{path}: not a captcha reader ({err})") from None
 
     def read(self, images: np.ndarray, batch_size: int = 256) -> tuple[list[str], np.ndarray]:
         """(N, H, W) uint8 images to texts and confidences."""

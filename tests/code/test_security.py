@@ -35,6 +35,19 @@ def test_a_model_with_code_in_it_is_refused(tmp_path):
         CaptchaReader.load(path)
 
 
+def test_predict_refuses_a_model_with_code_by_name(tmp_path, captcha_pngs, capsys):
+    from captcha_ocr.cli import main
+
+    image = keras.Input((50, 200, 1))
+    keras.Model(image, keras.layers.Lambda(lambda x: x * 2)(image)).save(tmp_path / "evil.keras")
+    (tmp_path / "one.png").write_bytes(next(iter(captcha_pngs.values())))
+
+    code = main(["predict", "--model", str(tmp_path / "evil.keras"), str(tmp_path / "one.png")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "evil.keras" in err and "safe_mode" in err and "Traceback" not in err
+
+
 UNSAFE = [
     (r"safe_mode\s*=\s*False", "a model loaded with safe_mode off"),
     (r"^\s*(import|from)\s+(c?pickle|cloudpickle|dill|joblib)\b", "a pickle module"),
