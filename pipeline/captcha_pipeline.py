@@ -10,12 +10,12 @@ accelerators, the secret with MLflow credentials) are ``PipelineOptions``,
 fixed at compile time.
 """
 
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from kfp import dsl
 
+from captcha_ocr.registry import git_commit as current_commit
 from components import (
     evaluate_model,
     evaluation_gate,
@@ -65,11 +65,6 @@ def default_params(path: Path) -> dict[str, dict]:
     return {
         section: {k: v for k, v in params[section].items() if v is not None} for section in SECTIONS
     }
-
-
-def current_commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
-    return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
 def build_pipeline(options: PipelineOptions = PipelineOptions()):

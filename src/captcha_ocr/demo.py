@@ -210,5 +210,8 @@ def main(argv: list[str] | None = None) -> None:
         what += f" (@{source['alias']})" if "alias" in source else ""
     else:
         what = f"{source['kind']} {source['uri']}"
-    print(f"captcha-ocr demo: http://{args.host}:{args.port}/ reading with {what}; Ctrl+C stops")
+    print(
+        f"captcha-ocr demo: http://{args.host}:{args.port}/ reading with {what}; Ctrl+C stops",
+        flush=True,  # a log file must show the address before the server blocks
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

@@ -82,12 +82,34 @@ def compile_pipeline(module, options, output: Path) -> Path:
     return output
 
 
+def checked_tracking_uri(uri: str) -> str:
+    """The MLflow URI every step will use: absolute, and with no credentials in it.
+
+    Steps run in scratch folders, so a relative sqlite path would give each step
+    a store of its own; and the URI is a pipeline parameter, visible in the KFP UI.
+    """
+    from urllib.parse import urlsplit
+
+    if urlsplit(uri).username or urlsplit(uri).password:
+        raise PipelineError(
+            "the MLflow URI holds credentials, which would show in the pipeline's "
+            "parameters; put them in a Kubernetes secret and pass --mlflow-secret NAME"
+        )
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + str(Path(uri.removeprefix(prefix)).resolve())
+    return uri
+
+
 def run_local(module, options, arguments: dict[str, object], root: Path) -> None:
     """The whole pipeline, each component in a subprocess of this Python."""
     from kfp import local
 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root.resolve()))
-    module.build_pipeline(options)(**arguments)
+    try:
+        module.build_pipeline(options)(**arguments)
+    except RuntimeError as err:  # kfp.local: a task failed; its log is above
+        raise PipelineError(f"the local run failed: {err}") from None
 
 
 def submit(
@@ -103,21 +125,33 @@ def submit(
 ):
     import kfp
 
-    # kfp.Client talks to the server as soon as it is made.
-    client = kfp.Client(host=host, namespace=namespace, existing_token=os.environ.get(TOKEN_ENV))
-    with tempfile.TemporaryDirectory() as folder:
-        package = compile_pipeline(module, options, Path(folder) / "pipeline.yaml")
-        result = client.create_run_from_pipeline_package(
-            str(package),
-            arguments=arguments,
-            run_name=run_name,
-            experiment_name=experiment,
-            namespace=namespace,
+    try:
+        # kfp.Client talks to the server as soon as it is made.
+        client = kfp.Client(
+            host=host, namespace=namespace, existing_token=os.environ.get(TOKEN_ENV)
         )
+        with tempfile.TemporaryDirectory() as folder:
+            package = compile_pipeline(module, options, Path(folder) / "pipeline.yaml")
+            result = client.create_run_from_pipeline_package(
+                str(package),
+                arguments=arguments,
+                run_name=run_name,
+                experiment_name=experiment,
+                namespace=namespace,
+            )
+    except Exception as err:  # connection errors, HTTP errors, timeouts of the health check
+        raise PipelineError(
+            f"{host}: the Kubeflow Pipelines API did not take the run: {err}"
+        ) from None
     url = f"{client._get_url_prefix()}/#/runs/details/{result.run_id}"
     print(f"submitted run {result.run_id} to experiment {experiment!r}: {url}")
     if wait:
-        run = client.wait_for_run_completion(result.run_id, timeout=timeout)
+        try:
+            run = client.wait_for_run_completion(result.run_id, timeout=timeout)
+        except TimeoutError:
+            raise PipelineError(
+                f"run {result.run_id} still running after {timeout} s: {url}"
+            ) from None
         state = getattr(run, "state", "unknown")
         print(f"run {result.run_id} finished: {state}")
         if str(state).upper() != "SUCCEEDED":
@@ -164,7 +198,9 @@ def main(argv: list[str] | None = None) -> None:
     module = load_pipeline_module(Path.cwd())
     options = module.PipelineOptions(
         params_path=args.params,
-        mlflow_tracking_uri=args.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI", ""),
+        mlflow_tracking_uri=checked_tracking_uri(
+            args.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+        ),
         train_cpu=args.train_cpu,
         train_memory=args.train_memory,
         accelerator_type=args.accelerator_type,
@@ -180,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
         overrides = list(args.param)
         if os.environ.get("CAPTCHA_OCR_SOURCE"):
             overrides.insert(0, f"ingest.source={os.environ['CAPTCHA_OCR_SOURCE']}")
-        uri = args.mlflow_uri or tracking_uri()
+        uri = options.mlflow_tracking_uri or checked_tracking_uri(tracking_uri())
         run_local(
             module, options, pipeline_arguments(module, options, overrides, uri), args.pipeline_root
         )

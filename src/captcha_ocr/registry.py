@@ -198,7 +198,10 @@ def _promote(
         if not versions:
             raise PromotionError(f"no versions of registered model {name!r}")
         version = str(max(int(v.version) for v in versions))
-    candidate_mv = client.get_model_version(name, str(version))
+    try:
+        candidate_mv = client.get_model_version(name, str(version))
+    except MlflowException as err:
+        raise PromotionError(f"{name!r} version {version}: {err.message}") from None
     champion_mv = alias_version(client, name, CHAMPION)
     before = {a: _version_of(client, name, a) for a in (CHAMPION, CHALLENGER)}
 
@@ -257,15 +260,14 @@ def promotion_lock(client: MlflowClient, name: str) -> Iterator[None]:
             # and the holder may have released the lock in between.
             if err.error_code not in ("RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST"):
                 raise
+        # Every pass waits and checks the deadline: a lock this user may not read
+        # or delete must end in an error, not in a loop that hammers the server.
         held = _lock_holder(client, lock)
-        if held is None:
-            continue  # released between our two calls
-        holder_then, age = held
-        if age > LOCK_STALE_SECONDS:
+        holder_then, age = held or ("unknown", 0.0)
+        if held is not None and age > LOCK_STALE_SECONDS:
             print(f"note: breaking the promotion lock of {holder_then}, {age:.0f} s old")
             _delete_quietly(client, lock)
-            continue
-        if time.monotonic() > deadline:
+        elif time.monotonic() > deadline:
             raise PromotionError(
                 f"another promotion of {name!r} ({holder_then}) has held the lock for "
                 f"{age:.0f} s; if it crashed, delete the registered model {lock!r}"
@@ -289,8 +291,9 @@ def _lock_holder(client: MlflowClient, lock: str) -> tuple[str, float] | None:
 def _delete_quietly(client: MlflowClient, lock: str) -> None:
     try:
         client.delete_registered_model(lock)
-    except MlflowException:
-        pass  # already gone
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_DOES_NOT_EXIST":  # gone already is fine
+            raise PromotionError(f"cannot delete the promotion lock {lock!r}: {err}") from None
 
 
 def _version_of(client: MlflowClient, name: str, alias: str) -> str | None:

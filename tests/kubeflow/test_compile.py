@@ -14,7 +14,13 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from captcha_ocr.config import ParamsError
-from captcha_ocr.kubeflow import apply_overrides, compile_pipeline, load_pipeline_module
+from captcha_ocr.kubeflow import (
+    PipelineError,
+    apply_overrides,
+    checked_tracking_uri,
+    compile_pipeline,
+    load_pipeline_module,
+)
 from captcha_ocr.workspace import STEP_OUTPUTS
 
 from ..conftest import PROJECT_ROOT
@@ -111,7 +117,9 @@ def test_image_accelerator_and_secret_are_set_at_compile_time(tmp_path):
     command += ["--image", "registry.example.org/ml/captcha-ocr:7", "--train-memory", "16G"]
     command += ["--accelerator-type", "nvidia.com/gpu", "--accelerator-count", "2"]
     command += ["--mlflow-secret", "mlflow-credentials"]
-    done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     spec, platform = yaml.safe_load_all(out.read_text())
     executors = spec["deploymentSpec"]["executors"]
@@ -159,3 +167,13 @@ def test_each_step_writes_what_its_dvc_stage_declares():
             for entry in stages[step].get(kind, []):
                 declared.add(next(iter(entry)) if isinstance(entry, dict) else entry)
         assert set(outputs) == declared, step
+
+
+def test_tracking_uri_is_made_absolute_and_kept_free_of_credentials(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    # Steps run in scratch folders: a relative store would be a new one for each.
+    assert checked_tracking_uri("sqlite:///mlflow.db") == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert checked_tracking_uri("sqlite:////abs/mlflow.db") == "sqlite:////abs/mlflow.db"
+    assert checked_tracking_uri("http://mlflow:5000") == "http://mlflow:5000"
+    with pytest.raises(PipelineError, match="mlflow-secret"):
+        checked_tracking_uri("http://bob:pw@mlflow:5000")

@@ -30,7 +30,9 @@ def run_pipeline(tmp: Path, zip_path: Path, *params: str) -> subprocess.Complete
     command += ["--params", str(tmp / "params.yaml"), "--pipeline-root", str(tmp / "kfp")]
     command += ["--mlflow-uri", f"sqlite:///{tmp / 'mlflow.db'}"]
     command += [arg for param in params for arg in ("--param", param)]
-    done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=900
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done
 

@@ -8,6 +8,7 @@ The command under test runs for real, as a user would run it.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -23,13 +24,19 @@ def cluster():
     server = serve(stand_in)
     yield stand_in, f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
+    server.server_close()
 
 
 def submit(*args: str, **env: str) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("KF_", "MLFLOW_"))}
     command = [sys.executable, "-m", "captcha_ocr", "pipeline", "submit", *args]
     return subprocess.run(
-        command, cwd=PROJECT_ROOT, env=environment | env, capture_output=True, text=True
+        command,
+        cwd=PROJECT_ROOT,
+        env=environment | env,
+        capture_output=True,
+        text=True,
+        timeout=300,  # a hang fails the test instead of stalling CI
     )
 
 
@@ -88,6 +95,23 @@ def test_bad_submission_fails_before_contacting_the_cluster(cluster, args, messa
     assert done.returncode == 1
     assert message in done.stderr
     assert stand_in.requests == []
+
+
+def test_credentials_in_the_mlflow_uri_are_refused_before_anything_is_sent(cluster):
+    stand_in, host = cluster
+    done = submit("--host", host, "--mlflow-uri", "https://alice:s3cret@mlflow.example.org")
+    assert done.returncode == 1
+    assert "--mlflow-secret" in done.stderr and "s3cret" not in done.stderr + done.stdout
+    assert stand_in.requests == []
+
+
+def test_an_unreachable_cluster_is_a_clear_error():
+    with socket.socket() as probe:  # a loopback port that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        host = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    done = submit("--host", host, "--mlflow-uri", "http://m:5000")
+    assert done.returncode == 1
+    assert host in done.stderr and "Traceback" not in done.stderr
 
 
 def test_the_client_checks_the_server_first(cluster):

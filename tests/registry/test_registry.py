@@ -72,3 +72,11 @@ def test_champion_loads_by_alias_and_reads_images(store, reader_file, captcha_pn
     texts, confidence = reader.read(np.stack([decode_image(p, 50, 200) for p in pngs]))
     assert out["text"].tolist() == texts
     np.testing.assert_allclose(out["confidence"], confidence, rtol=1e-5)
+
+
+def test_promoting_a_missing_version_names_it_and_changes_nothing(store, reader_file, captcha_pngs):
+    v1 = register(reader_file, next(iter(captcha_pngs.values())), exact_match=0.9, cer=0.02)
+    promote(NAME, GATE)
+    with pytest.raises(PromotionError, match="version 99"):
+        promote(NAME, GATE, version="99")
+    assert aliases() == {"champion": v1}
