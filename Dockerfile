@@ -8,7 +8,7 @@
 FROM python:3.11-slim
 
 # The CPU build of TensorFlow by default; the GPU variant swaps it for the
-# same release with its CUDA libraries.
+# same release with its CUDA libraries, every other pin held where it was.
 ARG TENSORFLOW=tensorflow-cpu==2.21.0
 
 ENV PATH=/opt/venv/bin:$PATH \
@@ -22,7 +22,9 @@ COPY src ./src
 RUN python3 -m venv /opt/venv \
     && pip install --no-cache-dir -r requirements.txt . \
     && if [ "$TENSORFLOW" != "tensorflow-cpu==2.21.0" ]; then \
-         pip uninstall -y tensorflow-cpu && pip install --no-cache-dir "$TENSORFLOW"; \
+         pip uninstall -y tensorflow-cpu \
+         && pip freeze > /tmp/pins \
+         && pip install --no-cache-dir -c /tmp/pins "$TENSORFLOW"; \
        fi
 
 # KFP runs components as this user; they write only to temporary folders.

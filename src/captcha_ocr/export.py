@@ -93,6 +93,8 @@ def publish(reader_path: Path, params: Params) -> ModelVersion:
     mlflow.log_artifact(str(reader_path), "export")
     mlflow.log_artifacts(str(SAVED_MODEL_DIR), "export/saved_model")
     mlflow.log_artifact(str(ONNX_PATH), "export")
+    # The ONNX network gives logits; its vocabulary turns them into text.
+    mlflow.log_artifact(str(ONNX_PATH.with_name("vocabulary.json")), "export")
     tags = {
         "dataset_sha256": json.loads(INFO_PATH.read_text())["sha256"],
         "test_split_sha256": sha256_of(SPLITS_DIR / "test.csv"),
