@@ -58,23 +58,28 @@ def start_tracking_server(folder: Path) -> tuple[subprocess.Popen, str]:
 
 def test_training_outlives_the_tracking_server(project, tmp_path):
     server, url = start_tracking_server(tmp_path)
+    train = subprocess.Popen(
+        ["captcha-ocr", "train"],
+        cwd=project,
+        env=step_env(url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
-        train = subprocess.Popen(
-            ["captcha-ocr", "train"],
-            cwd=project,
-            env=step_env(url),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        wait_for("one epoch", lambda: (checkpoint_state(project) or {}).get("epoch", 0) >= 1)
+        try:
+            wait_for("one epoch", lambda: (checkpoint_state(project) or {}).get("epoch", 0) >= 1)
+        finally:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        started = time.monotonic()
+        lost_from = checkpoint_state(project)["epoch"] + 1
+        assert lost_from <= EPOCHS, "the server died too late to test anything"
+        out, err = train.communicate(timeout=600)
     finally:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
-    lost_from = checkpoint_state(project)["epoch"] + 1
-    assert lost_from <= EPOCHS, "the server died too late to test anything"
-    started = time.monotonic()
-    out, err = train.communicate(timeout=600)
+        if train.poll() is None:  # never leave a training behind a failed assertion
+            train.kill()
+            train.communicate()
 
     assert train.returncode == 0, err[-3000:]
     print(f"training finished {time.monotonic() - started:.0f} s after the server died")

@@ -59,9 +59,12 @@ def test_registration_killed_midway_leaves_the_champion(store, reader_file, capt
         while logged_models() == before and process.poll() is None:
             assert time.monotonic() < deadline, "the registration never started"
             time.sleep(0.02)
+        alive_at_kill = process.poll() is None
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
+    # A child that died on its own (import error, locked store) tests nothing.
+    assert alive_at_kill and process.returncode == -signal.SIGKILL, "it ended before the kill"
     assert "registered" not in process.stdout.read(), "the kill came too late"
 
     assert str(client.get_model_version_by_alias(NAME, CHAMPION).version) == champion
