@@ -39,3 +39,14 @@ def captcha_pngs(captcha_zip: Path) -> dict[str, bytes]:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch) -> Path:
+    """An empty MLflow sqlite store in tmp_path, the tracking URI pointing at it."""
+    from captcha_ocr import tracking
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    tracking.use_experiment()
+    return tmp_path

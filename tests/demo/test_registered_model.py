@@ -6,7 +6,7 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
-from captcha_ocr import cli, tracking
+from captcha_ocr import cli
 from captcha_ocr.demo import create_app
 from captcha_ocr.errors import CaptchaOcrError
 from captcha_ocr.images import decode_image
@@ -17,14 +17,6 @@ from ..registry.conftest import register
 from .conftest import serving
 
 NAME = "captcha-ocr"
-
-
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    monkeypatch.chdir(tmp_path)
-    tracking.use_experiment()
-    return tmp_path
 
 
 def test_alias_is_resolved_once_and_the_page_names_that_version(store, reader_path, captcha_pngs):

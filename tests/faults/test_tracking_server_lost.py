@@ -8,52 +8,15 @@ import os
 import signal
 import subprocess
 import time
-import urllib.request
-from pathlib import Path
 
 import keras
 import pandas as pd
 import pytest
 
-from ..registry.test_model_server import free_port
-from .conftest import EPOCHS, VENV_BIN, checkpoint_state, step_env, wait_for
+from ..mlflow_server import start_tracking_server
+from .conftest import EPOCHS, checkpoint_state, step_env, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def start_tracking_server(folder: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            str(VENV_BIN / "mlflow"),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{folder / 'server.db'}",
-            "--artifacts-destination",
-            str(folder / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        # Its own process group: the server's workers die with it.
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2):
-                return True
-        except OSError:
-            return False
-
-    wait_for("mlflow server /health", healthy, timeout=120)
-    return server, url
 
 
 def test_training_outlives_the_tracking_server(project, tmp_path):

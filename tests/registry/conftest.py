@@ -5,21 +5,12 @@ from __future__ import annotations
 import mlflow
 import pytest
 
-from captcha_ocr import tracking
 from captcha_ocr.config import TrainParams
 from captcha_ocr.model import build_reader, build_training_model
 from captcha_ocr.registry import register_reader
 from captcha_ocr.vocabulary import Vocabulary
 
 TAGS = {"dataset_sha256": "d" * 64, "test_split_sha256": "s" * 64, "params": "{}"}
-
-
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    monkeypatch.chdir(tmp_path)
-    tracking.use_experiment()
-    return tmp_path
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,8 @@ the way a team would run it; the client talks to it only by HTTP.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -23,8 +20,8 @@ from captcha_ocr.config import PromoteParams
 from captcha_ocr.registry import promote
 from captcha_ocr.serving import encode_image
 
+from ..mlflow_server import start_tracking_server
 from .conftest import register
-from .test_model_server import free_port
 
 pytestmark = pytest.mark.slow
 NAME = "captcha-ocr-remote"
@@ -32,50 +29,16 @@ NAME = "captcha-ocr-remote"
 
 @pytest.fixture
 def tracking_server(tmp_path, monkeypatch):
-    port = free_port()
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    process = subprocess.Popen(
-        [
-            "mlflow",
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{tmp_path / 'server.db'}",
-            "--artifacts-destination",
-            str(tmp_path / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"mlflow server exited: {process.stderr.read()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2):
-                break
-        except OSError:
-            time.sleep(1)
-    else:
-        process.kill()
-        pytest.fail("mlflow server did not answer /health within 120 s")
+    process, url = start_tracking_server(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
     monkeypatch.chdir(tmp_path)
     tracking.use_experiment()
     yield url, tmp_path / "artifacts"
-    process.terminate()
+    os.killpg(process.pid, signal.SIGTERM)  # the server and its workers
     try:
         process.wait(timeout=20)
     except subprocess.TimeoutExpired:
-        process.kill()
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def test_register_promote_and_load_over_http(tracking_server, reader_file, captcha_pngs):
