@@ -38,9 +38,9 @@ REFERENCE_PARAMS = TrainParams(
     batch_norm=False,
     dense_units=64,
     dropout=0.2,
-    rnn="lstm",
-    rnn_units=[128, 64],
-    rnn_dropout=0.25,
+    sequence="lstm",
+    sequence_units=[128, 64],
+    sequence_dropout=0.25,
 )
 # The example's size with its 21 output classes; ours has 20 (19 characters and the blank).
 REFERENCE_PARAMETERS_21_CLASSES = 432_725

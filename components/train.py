@@ -14,7 +14,7 @@ def train_model(
     prepared: Input[Dataset],
     model: Output[Model],
 ):
-    """Train the CNN + BiLSTM + CTC model; open the MLflow run (`captcha-ocr train`).
+    """Train the CNN + CTC captcha reader; open the MLflow run (`captcha-ocr train`).
 
     Takes the sections the model is made from; the MLflow run logs them as params.
     Uses every GPU the pod is given (MirroredStrategy when there are several).

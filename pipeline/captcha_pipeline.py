@@ -73,7 +73,7 @@ def build_pipeline(options: PipelineOptions = PipelineOptions()):
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
-        description="Train, evaluate, register and promote a captcha reader (CNN+BiLSTM+CTC).",
+        description="Train, evaluate, register and promote a captcha reader (CNN + CTC).",
     )
     def captcha_ocr_pipeline(
         ingest: dict = defaults["ingest"],

@@ -16,7 +16,7 @@ def tiny_params(path: Path, epochs: int) -> None:
         "patience": epochs,
         "conv_filters": [8, 16],
         "dense_units": 16,
-        "rnn_units": [16],
+        "sequence_units": [16],
     }
     # A model this small reads nothing right; let it become the first champion anyway.
     params["promote"] |= {"min_exact_match": 0.0}

@@ -72,11 +72,21 @@ class TrainParams(Section):
     # number of time steps the RNN and CTC see (200 / 2 / 2 = 50).
     conv_pool: list[tuple[int, int]] = Field(default_factory=lambda: [(2, 2), (2, 2)])
     batch_norm: bool = False
+    # Depthwise-separable convolutions after the first block: about 1/8 of the
+    # multiply-adds of a full 3x3 convolution from 32 to 64 channels.
+    conv_separable: bool = False
     dense_units: int = Field(64, ge=1)
     dropout: float = Field(0.2, ge=0, lt=1)
-    rnn: Literal["lstm", "gru"] = "lstm"
-    rnn_units: list[int] = Field(default_factory=lambda: [128, 64])
-    rnn_dropout: float = Field(0.25, ge=0, lt=1)
+    # What reads the sequence of columns: a stack of Conv1D layers, or one
+    # bidirectional RNN per entry of sequence_units (the example: two BiLSTMs).
+    sequence: Literal["conv", "lstm", "gru"] = "lstm"
+    # Conv1D channels, or RNN units per direction, one entry per layer.
+    sequence_units: list[int] = Field(default_factory=lambda: [128, 64], min_length=1)
+    sequence_kernel: int = Field(5, ge=1, description="conv: columns each Conv1D layer sees")
+    # conv: space the kernel's taps 1, 2, 4, ... columns apart, layer by layer,
+    # so three layers of 3 taps see 15 columns.
+    sequence_dilate: bool = False
+    sequence_dropout: float = Field(0.25, ge=0, lt=1)
 
     @model_validator(mode="after")
     def _check(self) -> TrainParams:

@@ -1,7 +1,10 @@
-"""The captcha reader: CNN features, a bidirectional RNN over the columns, CTC.
+"""The captcha reader: CNN features, context across the columns, CTC.
 
 Architecture follows the Keras "OCR model for reading Captchas" example, with
-its sizes in params.yaml. Two models come out of it:
+its sizes in params.yaml. The example gives each column its context with two
+bidirectional LSTMs; ``sequence: conv`` uses Conv1D layers instead, which
+leave the CTC loss plateau sooner and run every column at once (the project's
+default; the figures are in bench/README.md). Two models come out of it:
 
 - the *training model*: image in, per-column logits out, trained with CTC loss
   (``keras.losses.CTC`` expects logits, padding = the blank index 0);
@@ -36,14 +39,21 @@ def build_training_model(
     x = layers.Permute((2, 1, 3), name="width_first")(x)
     blocks = zip(params.conv_filters, params.conv_pool, strict=True)
     for i, (filters, (pool_height, pool_width)) in enumerate(blocks, start=1):
-        x = layers.Conv2D(
-            filters,
-            3,
-            padding="same",
-            kernel_initializer="he_normal",
-            use_bias=not params.batch_norm,
-            name=f"conv{i}",
-        )(x)
+        # The first block sees one grey channel: nothing to separate there.
+        if params.conv_separable and i > 1:
+            conv = layers.SeparableConv2D(
+                filters, 3, padding="same", use_bias=not params.batch_norm, name=f"conv{i}"
+            )
+        else:
+            conv = layers.Conv2D(
+                filters,
+                3,
+                padding="same",
+                kernel_initializer="he_normal",
+                use_bias=not params.batch_norm,
+                name=f"conv{i}",
+            )
+        x = conv(x)
         if params.batch_norm:
             x = layers.BatchNormalization(name=f"bn{i}")(x)
         x = layers.Activation("relu", name=f"relu{i}")(x)
@@ -53,14 +63,41 @@ def build_training_model(
     x = layers.Reshape((steps, rows * channels), name="columns")(x)
     x = layers.Dense(params.dense_units, activation="relu", name="dense")(x)
     x = layers.Dropout(params.dropout, name="dropout")(x)
-    rnn = {"lstm": layers.LSTM, "gru": layers.GRU}[params.rnn]
-    for i, units in enumerate(params.rnn_units, start=1):
-        x = layers.Bidirectional(
-            rnn(units, return_sequences=True, dropout=params.rnn_dropout),
-            name=f"bi{params.rnn}{i}",
-        )(x)
+    x = read_columns(x, params)
     logits = layers.Dense(num_classes, name="logits")(x)
     return keras.Model(image, logits, name="captcha_ocr")
+
+
+def read_columns(x, params: TrainParams):
+    """Give each column the context of its neighbours, so it can tell which character it shows.
+
+    Conv1D layers see ``sequence_kernel`` columns each and run all columns at
+    once; a bidirectional RNN sees the whole row but steps through it column by
+    column, which on a CPU costs more time per batch than everything else together.
+    """
+    if params.sequence == "conv":
+        for i, channels in enumerate(params.sequence_units, start=1):
+            x = layers.Conv1D(
+                channels,
+                params.sequence_kernel,
+                dilation_rate=2 ** (i - 1) if params.sequence_dilate else 1,
+                padding="same",
+                kernel_initializer="he_normal",
+                use_bias=not params.batch_norm,
+                name=f"seqconv{i}",
+            )(x)
+            if params.batch_norm:
+                x = layers.BatchNormalization(name=f"seqbn{i}")(x)
+            x = layers.Activation("relu", name=f"seqrelu{i}")(x)
+            x = layers.Dropout(params.sequence_dropout, name=f"seqdropout{i}")(x)
+        return x
+    rnn = {"lstm": layers.LSTM, "gru": layers.GRU}[params.sequence]
+    for i, units in enumerate(params.sequence_units, start=1):
+        x = layers.Bidirectional(
+            rnn(units, return_sequences=True, dropout=params.sequence_dropout),
+            name=f"bi{params.sequence}{i}",
+        )(x)
+    return x
 
 
 def predict_texts(

@@ -16,7 +16,7 @@ from captcha_ocr.config import TrainParams
 from captcha_ocr.model import build_reader, build_training_model
 from captcha_ocr.vocabulary import Vocabulary
 
-TINY = TrainParams(conv_filters=[4, 8], dense_units=8, rnn_units=[8])
+TINY = TrainParams(conv_filters=[4, 8], dense_units=8, sequence_units=[8])
 
 
 @pytest.fixture(scope="package")

@@ -23,7 +23,7 @@ TINY_TRAIN = {
     "batch_size": 8,
     "conv_filters": [8, 16],
     "dense_units": 16,
-    "rnn_units": [16],
+    "sequence_units": [16],
 }
 
 

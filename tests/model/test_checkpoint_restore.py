@@ -10,7 +10,7 @@ from captcha_ocr.checkpoints import Checkpoint, TrainState
 from captcha_ocr.config import TrainParams
 from captcha_ocr.model import build_training_model
 
-TINY = TrainParams(conv_filters=[4], conv_pool=[(2, 2)], dense_units=8, rnn_units=[8])
+TINY = TrainParams(conv_filters=[4], conv_pool=[(2, 2)], dense_units=8, sequence_units=[8])
 
 
 def compiled() -> keras.Model:

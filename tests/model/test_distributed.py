@@ -25,7 +25,9 @@ from captcha_ocr.train import distribution_strategy
 
 strategy = distribution_strategy(device_type="CPU")
 print("replicas", strategy.num_replicas_in_sync)
-params = TrainParams(conv_filters=[4, 8], dense_units=8, rnn_units=[8], dropout=0, rnn_dropout=0)
+params = TrainParams(
+    conv_filters=[4, 8], dense_units=8, sequence_units=[8], dropout=0, sequence_dropout=0
+)
 with strategy.scope():
     model = build_training_model(params, 50, 200, 20)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.CTC())

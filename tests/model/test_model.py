@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from captcha_ocr.config import TrainParams
+from captcha_ocr.config import TrainParams, load_params
 from captcha_ocr.ctc import greedy_decode
 from captcha_ocr.images import decode_image
 from captcha_ocr.model import (
@@ -13,10 +13,11 @@ from captcha_ocr.model import (
     build_reader,
     build_training_model,
     predict_texts,
+    read_columns,
 )
 from captcha_ocr.vocabulary import Vocabulary
 
-TINY = TrainParams(conv_filters=[8, 16], dense_units=16, rnn_units=[16], dropout=0.0)
+TINY = TrainParams(conv_filters=[8, 16], dense_units=16, sequence_units=[16], dropout=0.0)
 VOCABULARY = Vocabulary("2345678bcdefgmnpwxy")
 
 
@@ -32,6 +33,30 @@ def test_reference_architecture_size():
     # ours has one class fewer (no out-of-vocabulary slot): 64 + 1 weights less.
     model = build_training_model(TrainParams(), 50, 200, 20)
     assert model.count_params() == 432_725 - 129
+
+
+def test_default_model_is_smaller_than_the_reference():
+    default = load_params("params.yaml").train
+    model = build_training_model(default, 50, 200, 20)
+    assert model.count_params() < build_training_model(TrainParams(), 50, 200, 20).count_params()
+
+
+CONV = TINY.model_copy(update={"sequence": "conv", "sequence_units": [8, 8], "sequence_kernel": 3})
+
+
+@pytest.mark.parametrize(("dilate", "reach"), [(False, 2), (True, 3)])
+def test_conv_sequence_sees_only_its_neighbouring_columns(dilate, reach):
+    # Two layers of 3 taps reach 1 + 1 columns either side; dilated, 1 + 2.
+    keras.utils.set_random_seed(3)
+    columns = keras.Input((50, 16))
+    params = CONV.model_copy(update={"sequence_dilate": dilate})
+    model = keras.Model(columns, read_columns(columns, params))
+    x = np.random.default_rng(3).normal(size=(1, 50, 16)).astype("float32")
+    poked = x.copy()
+    poked[0, 25] += 5.0
+    difference = keras.ops.convert_to_numpy(model(poked) - model(x))[0]
+    changed = np.flatnonzero(np.abs(difference).max(axis=-1) > 1e-6)
+    assert changed.min() == 25 - reach and changed.max() == 25 + reach
 
 
 def logits_for(paths: list[list[int]], classes: int) -> np.ndarray:
@@ -114,11 +139,12 @@ def test_saved_model_gives_the_same_text_as_keras(tmp_path, captcha_pngs):
     np.testing.assert_allclose(out["confidence"].numpy(), confidence, rtol=1e-5)
 
 
-def test_onnx_gives_the_same_text_as_keras(tmp_path, captcha_pngs):
+@pytest.mark.parametrize("params", [TINY, CONV.model_copy(update={"sequence_dilate": True})])
+def test_onnx_gives_the_same_text_as_keras(tmp_path, captcha_pngs, params):
     from captcha_ocr.model import OnnxReader, export_onnx
 
     keras.utils.set_random_seed(2)
-    model = build_training_model(TINY, 50, 200, VOCABULARY.num_classes)
+    model = build_training_model(params, 50, 200, VOCABULARY.num_classes)
     images = np.stack([decode_image(d, 50, 200) for d in captcha_pngs.values()])
     export_onnx(model, tmp_path / "network.onnx")
 

@@ -15,7 +15,7 @@ TAGS = {"dataset_sha256": "d" * 64, "test_split_sha256": "s" * 64, "params": "{}
 
 @pytest.fixture(scope="module")
 def reader_file(tmp_path_factory):
-    params = TrainParams(conv_filters=[4, 8], dense_units=8, rnn_units=[8])
+    params = TrainParams(conv_filters=[4, 8], dense_units=8, sequence_units=[8])
     vocabulary = Vocabulary("2345678bcdefgmnpwxy")
     model = build_training_model(params, 50, 200, vocabulary.num_classes)
     path = tmp_path_factory.mktemp("reader") / "captcha_reader.keras"
