@@ -73,7 +73,7 @@ def read_columns(x, params: TrainParams):
 
     Conv1D layers see ``sequence_kernel`` columns each and run all columns at
     once; a bidirectional RNN sees the whole row but steps through it column by
-    column, which on a CPU costs more time per batch than everything else together.
+    column.
     """
     if params.sequence == "conv":
         for i, channels in enumerate(params.sequence_units, start=1):

@@ -41,6 +41,12 @@ def test_default_model_is_smaller_than_the_reference():
     assert model.count_params() < build_training_model(TrainParams(), 50, 200, 20).count_params()
 
 
+def test_separable_convolutions_start_after_the_first_block():
+    model = build_training_model(TINY.model_copy(update={"conv_separable": True}), 50, 200, 20)
+    assert type(model.get_layer("conv1")) is keras.layers.Conv2D
+    assert type(model.get_layer("conv2")) is keras.layers.SeparableConv2D
+
+
 CONV = TINY.model_copy(update={"sequence": "conv", "sequence_units": [8, 8], "sequence_kernel": 3})
 
 
