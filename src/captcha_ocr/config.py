@@ -69,7 +69,7 @@ class TrainParams(Section):
     patience: int = Field(10, ge=1)
     conv_filters: list[int] = Field(default_factory=lambda: [32, 64], min_length=1)
     # Max-pool (height, width) after each conv block; width pooling sets the
-    # number of time steps the RNN and CTC see (200 / 2 / 2 = 50).
+    # number of time steps the sequence layers and CTC see (200 / 2 / 2 = 50).
     conv_pool: list[tuple[int, int]] = Field(default_factory=lambda: [(2, 2), (2, 2)])
     batch_norm: bool = False
     # Depthwise-separable convolutions after the first block: about 1/8 of the
