@@ -67,10 +67,17 @@ class TrainParams(Section):
     lr_schedule: Literal["constant", "cosine"] = "constant"
     weight_decay: float = Field(0.0, ge=0)
     patience: int = Field(10, ge=1)
+    # Narrow each training image by a random 0 to this fraction, keeping its
+    # height and label: crowded characters, the case small front ends misread.
+    augment_squeeze: float = Field(0.0, ge=0, lt=1)
     conv_filters: list[int] = Field(default_factory=lambda: [32, 64], min_length=1)
     # Max-pool (height, width) after each conv block; width pooling sets the
     # number of time steps the sequence layers and CTC see (200 / 2 / 2 = 50).
     conv_pool: list[tuple[int, int]] = Field(default_factory=lambda: [(2, 2), (2, 2)])
+    # Conv stride (height, width) per block, null for 1 everywhere. A stride of
+    # 2 in place of a 2x2 pool computes a quarter of the outputs; pool (1, 1)
+    # then skips the pooling.
+    conv_strides: list[tuple[int, int]] | None = None
     batch_norm: bool = False
     # Depthwise-separable convolutions after the first block: about 1/8 of the
     # multiply-adds of a full 3x3 convolution from 32 to 64 channels.
@@ -92,6 +99,10 @@ class TrainParams(Section):
     def _check(self) -> TrainParams:
         if len(self.conv_pool) != len(self.conv_filters):
             raise ValueError("conv_pool needs one (height, width) pair per conv_filters entry")
+        if self.conv_strides is not None and len(self.conv_strides) != len(self.conv_filters):
+            raise ValueError("conv_strides needs one (height, width) pair per conv_filters entry")
+        if any(n < 1 for pair in self.conv_pool + (self.conv_strides or []) for n in pair):
+            raise ValueError("conv_pool and conv_strides sizes must be at least 1")
         return self
 
 

@@ -37,17 +37,28 @@ def build_training_model(
     x = layers.Rescaling(1.0 / 255, name="rescale")(image)
     # Columns are time steps: put width first so the RNN reads left to right.
     x = layers.Permute((2, 1, 3), name="width_first")(x)
-    blocks = zip(params.conv_filters, params.conv_pool, strict=True)
-    for i, (filters, (pool_height, pool_width)) in enumerate(blocks, start=1):
+    strides = params.conv_strides or [(1, 1)] * len(params.conv_filters)
+    blocks = zip(params.conv_filters, strides, params.conv_pool, strict=True)
+    for i, (filters, (stride_height, stride_width), (pool_height, pool_width)) in enumerate(
+        blocks, start=1
+    ):
+        # Permuted axes: (width, height), so strides and pools are given in that order.
+        conv_strides = (stride_width, stride_height)
         # The first block sees one grey channel: nothing to separate there.
         if params.conv_separable and i > 1:
             conv = layers.SeparableConv2D(
-                filters, 3, padding="same", use_bias=not params.batch_norm, name=f"conv{i}"
+                filters,
+                3,
+                strides=conv_strides,
+                padding="same",
+                use_bias=not params.batch_norm,
+                name=f"conv{i}",
             )
         else:
             conv = layers.Conv2D(
                 filters,
                 3,
+                strides=conv_strides,
                 padding="same",
                 kernel_initializer="he_normal",
                 use_bias=not params.batch_norm,
@@ -57,8 +68,8 @@ def build_training_model(
         if params.batch_norm:
             x = layers.BatchNormalization(name=f"bn{i}")(x)
         x = layers.Activation("relu", name=f"relu{i}")(x)
-        # Permuted axes: (width, height), so the pool size is given in that order.
-        x = layers.MaxPooling2D((pool_width, pool_height), name=f"pool{i}")(x)
+        if (pool_height, pool_width) != (1, 1):
+            x = layers.MaxPooling2D((pool_width, pool_height), name=f"pool{i}")(x)
     steps, rows, channels = x.shape[1], x.shape[2], x.shape[3]
     x = layers.Reshape((steps, rows * channels), name="columns")(x)
     x = layers.Dense(params.dense_units, activation="relu", name="dense")(x)

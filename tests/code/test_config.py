@@ -34,6 +34,19 @@ def test_impossible_split_is_refused(tmp_path):
         load_params(write(tmp_path, {"preprocess": {"val_fraction": 0.5, "test_fraction": 0.5}}))
 
 
+@pytest.mark.parametrize(
+    ("train", "message"),
+    [
+        ({"conv_strides": [[1, 1]]}, "conv_strides needs one"),
+        ({"conv_pool": [[2, 2], [0, 2]]}, "at least 1"),
+        ({"conv_strides": [[1, 1], [2, 0]]}, "at least 1"),
+    ],
+)
+def test_conv_block_sizes_are_checked(tmp_path, train, message):
+    with pytest.raises(ParamsError, match=rf"train: .*{message}"):
+        load_params(write(tmp_path, {"train": train}))
+
+
 def test_environment_names_another_source(tmp_path, monkeypatch):
     params = load_params(write(tmp_path, {"ingest": {"source": "https://example.org/a.zip"}}))
     monkeypatch.delenv(SOURCE_ENV, raising=False)

@@ -28,6 +28,24 @@ def test_time_steps_follow_width_pooling():
     assert build_training_model(wide, 50, 200, 20).output.shape[1] == 25
 
 
+def test_strided_convolution_replaces_the_pool_it_stands_for():
+    strided = TINY.model_copy(
+        update={"conv_strides": [(1, 1), (2, 2)], "conv_pool": [(2, 2), (1, 1)]}
+    )
+    model = build_training_model(strided, 50, 200, VOCABULARY.num_classes)
+    # Same 50 time steps as conv + pool, from a quarter of conv2's outputs.
+    assert model.output.shape[1] == 50
+    assert model.get_layer("conv2").output.shape[1:3] == (50, 13)  # (width, height), "same" padding
+    assert "pool2" not in [layer.name for layer in model.layers]
+    # A height-only stride leaves the time axis to the pool.
+    tall = strided.model_copy(
+        update={"conv_strides": [(1, 1), (2, 1)], "conv_pool": [(2, 2), (1, 2)]}
+    )
+    tall_model = build_training_model(tall, 50, 200, 20)
+    assert tall_model.get_layer("conv2").output.shape[1:3] == (100, 13)
+    assert tall_model.output.shape[1] == 50
+
+
 def test_reference_architecture_size():
     # The Keras example's model has 432,725 parameters with 21 output classes;
     # ours has one class fewer (no out-of-vocabulary slot): 64 + 1 weights less.
@@ -145,7 +163,19 @@ def test_saved_model_gives_the_same_text_as_keras(tmp_path, captcha_pngs):
     np.testing.assert_allclose(out["confidence"].numpy(), confidence, rtol=1e-5)
 
 
-@pytest.mark.parametrize("params", [TINY, CONV.model_copy(update={"sequence_dilate": True})])
+@pytest.mark.parametrize(
+    "params",
+    [
+        TINY,
+        CONV.model_copy(
+            update={
+                "sequence_dilate": True,
+                "conv_strides": [(1, 1), (2, 2)],
+                "conv_pool": [(2, 2), (1, 1)],
+            }
+        ),
+    ],
+)
 def test_onnx_gives_the_same_text_as_keras(tmp_path, captcha_pngs, params):
     from captcha_ocr.model import OnnxReader, export_onnx
 
