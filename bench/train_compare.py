@@ -49,7 +49,12 @@ from captcha_ocr.ctc import greedy_decode
 from captcha_ocr.metrics import character_error_rate, exact_match
 from captcha_ocr.model import OnnxReader, build_training_model, export_onnx, predict_texts
 from captcha_ocr.preprocess import SPLITS_DIR, VOCABULARY_PATH, load_split
-from captcha_ocr.train import ValidationReading, make_optimizer, without_optimizer
+from captcha_ocr.train import (
+    ValidationReading,
+    make_optimizer,
+    training_inputs,
+    without_optimizer,
+)
 from captcha_ocr.vocabulary import Vocabulary
 
 PLATEAU_LOSS = 15.0  # the reference's loss sits near 16 until the model starts reading
@@ -108,12 +113,9 @@ def train_run(
     load_start = os.getloadavg()
     started = time.perf_counter()
     model.fit(
-        train["images"][..., None],
-        train["labels"],
+        **training_inputs(train["images"], train["labels"], params),
         validation_data=(val["images"][..., None], val["labels"]),
-        batch_size=params.batch_size,
         epochs=epochs,
-        shuffle=True,
         verbose=2,
         callbacks=[
             clock,

@@ -255,14 +255,11 @@ def fit(
     )
     started = time.perf_counter()
     model.fit(
-        data["train"]["images"][..., None],
-        data["train"]["labels"],
+        **training_inputs(data["train"]["images"], data["train"]["labels"], p),
         validation_data=(data["val"]["images"][..., None], data["val"]["labels"]),
-        batch_size=p.batch_size,
         # A checkpoint written after early stopping fired has nothing left to train.
         epochs=state.epoch if state.stopped else p.epochs,
         initial_epoch=state.epoch,
-        shuffle=True,
         verbose=2,
         callbacks=[
             ValidationReading(data["val"]["images"], val_texts, vocabulary),
@@ -278,6 +275,36 @@ def fit(
     with atomic_path(MODEL_PATH) as tmp:
         trained.save(tmp)
     return trained, frame, seconds
+
+
+def training_inputs(images: np.ndarray, labels: np.ndarray, p: TrainParams) -> dict:
+    """``model.fit``'s training data, reshuffled every epoch.
+
+    With ``augment_squeeze`` the images go through a tf.data pipeline that
+    narrows each one at random every epoch; the network itself is untouched,
+    so export and serving do not change. (A random layer inside the model
+    would follow it into the ONNX file, which has no op for it.)
+    """
+    if not p.augment_squeeze:
+        return {"x": images[..., None], "y": labels, "batch_size": p.batch_size, "shuffle": True}
+    import tensorflow as tf
+
+    # Zooming the width out crowds the characters together and keeps the
+    # height; "nearest" fills the new margins with the background at the edges.
+    squeeze = keras.layers.RandomZoom(
+        height_factor=0.0,
+        width_factor=(0.0, p.augment_squeeze),
+        fill_mode="nearest",
+        seed=p.seed,
+    )
+    batches = (
+        tf.data.Dataset.from_tensor_slices((images[..., None].astype("float32"), labels))
+        .shuffle(len(images), seed=p.seed, reshuffle_each_iteration=True)
+        .batch(p.batch_size)
+        .map(lambda x, y: (squeeze(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    return {"x": batches}
 
 
 def sigterm_as_exit(signum, frame) -> None:
