@@ -13,12 +13,11 @@ def ink_columns(image: np.ndarray) -> int:
     return int((image < 100).any(axis=0).sum())
 
 
-def real_captchas(captcha_pngs) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    texts = list(captcha_pngs)
-    images = np.stack([decode_image(captcha_pngs[t], 50, 200) for t in texts])
-    # Any distinct label per image will do: the test matches them back up.
-    labels = np.arange(len(texts), dtype="int32")[:, None].repeat(5, axis=1)
-    return images, labels, texts
+def real_captchas(captcha_pngs) -> tuple[np.ndarray, np.ndarray]:
+    images = np.stack([decode_image(png, 50, 200) for png in captcha_pngs.values()])
+    # Any distinct label per image will do: label i belongs to image i.
+    labels = np.arange(len(images), dtype="int32")[:, None].repeat(5, axis=1)
+    return images, labels
 
 
 def test_without_augmentation_fit_gets_the_arrays():
@@ -31,11 +30,12 @@ def test_without_augmentation_fit_gets_the_arrays():
 
 
 def test_squeeze_narrows_each_image_and_keeps_its_label(captcha_pngs):
-    images, labels, _ = real_captchas(captcha_pngs)
+    images, labels = real_captchas(captcha_pngs)
     params = TrainParams(augment_squeeze=0.3, batch_size=5, seed=4)
     batches = list(training_inputs(images, labels, params)["x"])
 
     assert [len(x) for x, _ in batches] == [5, 5, 2]  # every image once per epoch
+    row_ink = [(255 - image.astype("float32")).sum(axis=1) for image in images]
     seen = []
     for x, y in batches:
         for squeezed, label in zip(x.numpy()[..., 0], y.numpy(), strict=True):
@@ -50,8 +50,7 @@ def test_squeeze_narrows_each_image_and_keeps_its_label(captcha_pngs):
             )
             # Height untouched: the ink per row keeps its profile, which
             # matches the image the label came with better than any other.
-            profiles = [(255 - image.astype("float32")).sum(axis=1) for image in images]
-            match = [np.corrcoef((255 - squeezed).sum(axis=1), p)[0, 1] for p in profiles]
+            match = [np.corrcoef((255 - squeezed).sum(axis=1), ink)[0, 1] for ink in row_ink]
             assert int(np.argmax(match)) == label[0]
     assert sorted(seen) == list(range(len(images)))
     narrowed = [
@@ -63,7 +62,7 @@ def test_squeeze_narrows_each_image_and_keeps_its_label(captcha_pngs):
 
 
 def test_squeeze_differs_from_epoch_to_epoch(captcha_pngs):
-    images, labels, _ = real_captchas(captcha_pngs)
+    images, labels = real_captchas(captcha_pngs)
     batches = training_inputs(images, labels, TrainParams(augment_squeeze=0.3, batch_size=12))["x"]
     first, second = (next(iter(batches)) for _ in range(2))
     by_label = [dict(zip(y.numpy()[:, 0], x.numpy(), strict=True)) for x, y in (first, second)]
