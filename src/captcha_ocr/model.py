@@ -43,13 +43,13 @@ def build_training_model(
         blocks, start=1
     ):
         # Permuted axes: (width, height), so strides and pools are given in that order.
-        conv_strides = (stride_width, stride_height)
+        stride = (stride_width, stride_height)
         # The first block sees one grey channel: nothing to separate there.
         if params.conv_separable and i > 1:
             conv = layers.SeparableConv2D(
                 filters,
                 3,
-                strides=conv_strides,
+                strides=stride,
                 padding="same",
                 use_bias=not params.batch_norm,
                 name=f"conv{i}",
@@ -58,7 +58,7 @@ def build_training_model(
             conv = layers.Conv2D(
                 filters,
                 3,
-                strides=conv_strides,
+                strides=stride,
                 padding="same",
                 kernel_initializer="he_normal",
                 use_bias=not params.batch_norm,
