@@ -112,6 +112,10 @@ class EvaluateParams(Section):
 
 class ExportParams(Section):
     model_name: str = "captcha-ocr"
+    # Also write captcha_network_int8.onnx, quantized on this many training
+    # images; it must read the test split as the float network does.
+    int8: bool = True
+    calibration_images: int = Field(256, ge=1)
 
 
 class PromoteParams(Section):

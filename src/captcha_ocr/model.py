@@ -189,39 +189,6 @@ def export_saved_model(reader: keras.Model, path) -> None:
     archive.write_out(str(path), verbose=False)
 
 
-def export_onnx(network: keras.Model, path) -> None:
-    """Write the trained network (pixels in, logits out) as ONNX.
-
-    CTC decoding stays outside the ONNX graph (``OnnxReader`` does it in
-    NumPy): the decoder op has no ONNX counterpart, and argmax-collapse is cheap.
-    """
-    import numpy as np
-
-    # Keras exports only a model that has been called at least once.
-    _, height, width, _ = network.input.shape
-    network(np.zeros((1, height, width, 1), dtype="float32"), training=False)
-    network.export(str(path), format="onnx", verbose=False)
-
-
-class OnnxReader:
-    """The ONNX network under onnxruntime, with greedy CTC decoding in NumPy."""
-
-    def __init__(self, path, vocabulary: Vocabulary):
-        import onnxruntime
-
-        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
-        _, self.height, self.width, _ = self.session.get_inputs()[0].shape
-        self.vocabulary = vocabulary
-
-    def read(self, images: np.ndarray) -> tuple[list[str], np.ndarray]:
-        """(N, H, W) uint8 images to texts and confidences."""
-        (logits,) = self.session.run(None, {self.input_name: images[..., None].astype("float32")})
-        shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-        codes, confidence = greedy_decode(shifted / shifted.sum(axis=-1, keepdims=True))
-        return [self.vocabulary.decode(c) for c in codes], confidence
-
-
 @dataclass(frozen=True)
 class Reading:
     """One image read: the text, its best-path probability, a score per character."""

@@ -177,7 +177,7 @@ def test_saved_model_gives_the_same_text_as_keras(tmp_path, captcha_pngs):
     ],
 )
 def test_onnx_gives_the_same_text_as_keras(tmp_path, captcha_pngs, params):
-    from captcha_ocr.model import OnnxReader, export_onnx
+    from captcha_ocr.runtimes import OnnxReader, export_onnx
 
     keras.utils.set_random_seed(2)
     model = build_training_model(params, 50, 200, VOCABULARY.num_classes)

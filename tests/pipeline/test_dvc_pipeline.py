@@ -87,6 +87,7 @@ def test_outputs_are_there(repo):
         "models/export/captcha_reader.keras",
         "models/export/saved_model/saved_model.pb",
         "models/export/captcha_network.onnx",
+        "models/export/captcha_network_int8.onnx",
     ):
         assert (root / path).stat().st_size > 0, path
     report = json.loads((root / "reports/data_report.json").read_text())
@@ -160,6 +161,12 @@ def test_dvc_metrics_match_the_mlflow_run(repo):
         "reports/data_report.json",
         "reports/test_predictions.png",
     } <= artifacts
+    exported = {a.path for a in client.list_artifacts(run_.info.run_id, "export")}
+    assert {
+        "export/captcha_network.onnx",
+        "export/captcha_network_int8.onnx",
+        "export/vocabulary.json",
+    } <= exported
 
 
 def test_first_model_is_registered_and_champion(repo):

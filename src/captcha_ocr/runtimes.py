@@ -1,0 +1,174 @@
+"""The trained network outside Keras: ONNX files and the runtimes that read them.
+
+- ``export_onnx`` writes the network (pixels in, per-column logits out) as ONNX;
+- ``quantize_onnx`` turns that file into an int8 one, calibrated on training
+  images: 8-bit weights and activations, four times fewer bytes to move and,
+  on a CPU with int8 dot products (AVX-512 VNNI), the cheapest way to run the
+  convolutions, which take most of the time;
+- ``OnnxReader`` runs a file under onnxruntime, ``OpenVinoReader`` under
+  OpenVINO. OpenVINO is the one that turns int8 into speed: onnxruntime runs
+  the int8 file *slower* than the float one on this project's CPUs, OpenVINO
+  2.4x faster (bench/README.md).
+
+CTC decoding stays outside the graphs, in NumPy: the decoder op has no ONNX
+counterpart, and argmax-collapse is cheap.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from captcha_ocr.ctc import greedy_decode
+from captcha_ocr.vocabulary import Vocabulary
+
+CALIBRATION_BATCH = 32
+
+
+def export_onnx(network: keras.Model, path) -> None:
+    """Write the trained network (pixels in, logits out) as ONNX."""
+    # Keras exports only a model that has been called at least once.
+    _, height, width, _ = network.input.shape
+    network(np.zeros((1, height, width, 1), dtype="float32"), training=False)
+    network.export(str(path), format="onnx", verbose=False)
+
+
+def quantize_onnx(float_path, int8_path, calibration_images: np.ndarray) -> None:
+    """Write an int8 copy of an ONNX network, its ranges measured on ``calibration_images``.
+
+    Static quantization in QDQ form (QuantizeLinear/DequantizeLinear pairs
+    around each op, a standard any ONNX runtime reads): weights int8 per output
+    channel, activations uint8, each activation's range the min and max seen
+    on the calibration images, (N, H, W) uint8 as the splits hold them.
+    """
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    if len(calibration_images) == 0:
+        raise ValueError("quantize_onnx needs at least one calibration image")
+
+    class Batches(CalibrationDataReader):
+        def __init__(self, input_name: str):
+            self.batches = iter(
+                {input_name: calibration_images[i : i + CALIBRATION_BATCH, ..., None].astype("f4")}
+                for i in range(0, len(calibration_images), CALIBRATION_BATCH)
+            )
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    import onnx
+
+    input_name = onnx.load(str(float_path), load_external_data=False).graph.input[0].name
+    quantize_static(
+        str(float_path),
+        str(int8_path),
+        Batches(input_name),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
+
+
+def decode_logits(logits: np.ndarray, vocabulary: Vocabulary) -> tuple[list[str], np.ndarray]:
+    """Per-column logits of a batch to texts and best-path confidences."""
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    codes, confidence = greedy_decode(shifted / shifted.sum(axis=-1, keepdims=True))
+    return [vocabulary.decode(c) for c in codes], confidence
+
+
+class OnnxReader:
+    """An ONNX network under onnxruntime, with greedy CTC decoding in NumPy."""
+
+    def __init__(self, path, vocabulary: Vocabulary):
+        import onnxruntime
+
+        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.vocabulary = vocabulary
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        """(N, H, W) uint8 images to (N, columns, classes) logits."""
+        return self.session.run(None, {self.input_name: images[..., None].astype("float32")})[0]
+
+    def read(self, images: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """(N, H, W) uint8 images to texts and confidences."""
+        return decode_logits(self.logits(images), self.vocabulary)
+
+
+class OpenVinoReader:
+    """An ONNX network (float or int8) under OpenVINO on the CPU, decoding in NumPy.
+
+    Each batch size gets its own compiled copy of the network, made on first
+    use (about 0.2 s): a static shape reads 20-30% more images/s than one
+    compiled for any batch size. Batches are cut into runs of at most
+    ``max_batch`` images, and the ``cached_sizes`` most recently used sizes
+    are kept. Calls from several threads take turns.
+    """
+
+    def __init__(self, path, vocabulary: Vocabulary, max_batch: int = 64, cached_sizes: int = 8):
+        import openvino
+
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path}: no such ONNX file")
+        self.core = openvino.Core()
+        self.network = self.core.read_model(str(path))
+        # Every axis but the batch is fixed: (N, H, W, 1) in, (N, columns, classes) out.
+        _, height, width, _ = self.network.input().get_partial_shape()
+        _, columns, classes = self.network.output().get_partial_shape()
+        self.height, self.width = height.get_length(), width.get_length()
+        self.output_shape = (columns.get_length(), classes.get_length())
+        self.vocabulary = vocabulary
+        self.max_batch, self.cached_sizes = max_batch, cached_sizes
+        self._requests: OrderedDict[int, object] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _request(self, batch: int):
+        """The inference request compiled for ``batch`` images at once."""
+        if batch in self._requests:
+            self._requests.move_to_end(batch)
+            return self._requests[batch]
+        network = self.network.clone()
+        network.reshape([batch, self.height, self.width, 1])
+        config = {
+            # One stream with every core on each request; here that is also
+            # the most images/s for batches of 1 to 64.
+            "PERFORMANCE_HINT": "LATENCY",
+            # What the file keeps in float stays float32. On CPUs with bf16
+            # (this project's among them) OpenVINO would round it to bfloat16,
+            # so answers would depend on the CPU; int8 is no slower without.
+            "INFERENCE_PRECISION_HINT": "f32",
+        }
+        compiled = self.core.compile_model(network, "CPU", config)
+        self._requests[batch] = compiled.create_infer_request()
+        if len(self._requests) > self.cached_sizes:
+            self._requests.popitem(last=False)
+        return self._requests[batch]
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        """(N, H, W) uint8 images to (N, columns, classes) logits."""
+        if images.ndim != 3 or images.shape[1:] != (self.height, self.width):
+            raise ValueError(
+                f"expected (N, {self.height}, {self.width}) images, got {images.shape}"
+            )
+        runs = [np.zeros((0, *self.output_shape), dtype="float32")]
+        with self._lock:
+            for start in range(0, len(images), self.max_batch):
+                batch = images[start : start + self.max_batch]
+                request = self._request(len(batch))
+                # Copied: the output is a view of the request's buffer, rewritten next call.
+                runs.append(request.infer({0: batch[..., None].astype("float32")})[0].copy())
+        return np.concatenate(runs)
+
+    def read(self, images: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """(N, H, W) uint8 images to texts and confidences."""
+        return decode_logits(self.logits(images), self.vocabulary)

@@ -1,0 +1,86 @@
+"""The exported network outside Keras: OpenVINO beside onnxruntime, int8 beside float."""
+
+import keras
+import numpy as np
+import onnx
+import pytest
+
+from captcha_ocr.config import load_params
+from captcha_ocr.images import decode_image
+from captcha_ocr.model import build_training_model
+from captcha_ocr.runtimes import OnnxReader, OpenVinoReader, export_onnx, quantize_onnx
+from captcha_ocr.vocabulary import Vocabulary
+
+from ..conftest import PROJECT_ROOT
+
+VOCABULARY = Vocabulary("2345678bcdefgmnpwxy")
+DEFAULT = load_params(PROJECT_ROOT / "params.yaml").train
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, captcha_pngs):
+    """The default architecture, untrained, as ONNX; and 12 real captchas."""
+    keras.utils.set_random_seed(4)
+    model = build_training_model(DEFAULT, 50, 200, VOCABULARY.num_classes)
+    path = tmp_path_factory.mktemp("onnx") / "network.onnx"
+    export_onnx(model, path)
+    images = np.stack([decode_image(png, 50, 200) for png in captcha_pngs.values()])
+    return path, images, model.count_params()
+
+
+def test_openvino_reads_the_float_network_as_onnxruntime_does(exported):
+    path, images, _ = exported
+    onnxruntime = OnnxReader(path, VOCABULARY)
+    expected = onnxruntime.logits(images)
+    assert any(onnxruntime.read(images)[0])  # untrained weights read garbage: we compare that
+
+    # 12 images in runs of 5, 5 and 2, each size compiled on its own; only one kept.
+    reader = OpenVinoReader(path, VOCABULARY, max_batch=5, cached_sizes=1)
+    tolerance = 1e-5 * np.abs(expected).max()
+    np.testing.assert_allclose(reader.logits(images), expected, atol=tolerance)
+    assert reader.read(images)[0] == onnxruntime.read(images)[0]
+    # A size compiled again after it was dropped reads the same rows.
+    np.testing.assert_allclose(reader.logits(images[5:10]), expected[5:10], atol=tolerance)
+
+
+def test_openvino_reader_names_the_shape_it_wants(exported):
+    path, images, _ = exported
+    reader = OpenVinoReader(path, VOCABULARY)
+    with pytest.raises(ValueError, match=r"expected \(N, 50, 200\) images, got \(12, 50, 100\)"):
+        reader.read(images[:, :, :100])
+    texts, confidence = reader.read(images[:0])
+    assert texts == [] and confidence.shape == (0,)
+
+
+def test_int8_copy_follows_the_float_network_when_calibrated_on_captchas(exported, tmp_path):
+    path, images, parameters = exported
+    float_logits = OnnxReader(path, VOCABULARY).logits(images)
+    quantize_onnx(path, tmp_path / "captchas.onnx", images)
+    quantize_onnx(path, tmp_path / "black.onnx", np.zeros_like(images))
+
+    error = {
+        name: np.abs(
+            OpenVinoReader(tmp_path / f"{name}.onnx", VOCABULARY).logits(images) - float_logits
+        ).mean()
+        for name in ("captchas", "black")
+    }
+    assert error["captchas"] < 0.05 * float_logits.std()
+    # The ranges come from the calibration images: all-black ones leave no room for paper.
+    assert error["black"] > 3 * error["captchas"]
+
+    quantized = onnx.load(str(tmp_path / "captchas.onnx"))
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {node.op_type for node in quantized.graph.node}
+    int8_weights = sum(
+        int(np.prod(t.dims))
+        for t in quantized.graph.initializer
+        if t.data_type == onnx.TensorProto.INT8
+    )
+    # Every weight matrix is int8; biases and BatchNorm vectors are what is left.
+    assert int8_weights > 0.95 * parameters
+
+
+def test_quantize_refuses_an_empty_calibration_set(exported, tmp_path):
+    path, images, _ = exported
+    with pytest.raises(ValueError, match="at least one calibration image"):
+        quantize_onnx(path, tmp_path / "int8.onnx", images[:0])
+    assert not (tmp_path / "int8.onnx").exists()
