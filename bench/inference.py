@@ -10,6 +10,8 @@ Run from the project folder after `dvc repro`. Compares, on the test split:
   (decoding in the graph), what ``captcha-ocr predict`` and the pyfunc use;
 - saved-model: the TF Serving SavedModel signature;
 - onnx: the network under onnxruntime, decoding in NumPy (``OnnxReader``);
+- onnx-int8: the int8 network under OpenVINO, decoding in NumPy
+  (``OpenVinoReader``), when the export wrote one (``export.int8``);
 - pyfunc: the registered MLflow model (base64 PNG in, so image decoding counts).
 
 For each: images/s at batch 64 and at batch 1, and single-image p50/p99 latency.
@@ -47,10 +49,11 @@ def main() -> None:
     import tensorflow as tf
 
     from captcha_ocr.ctc import greedy_decode
-    from captcha_ocr.export import ONNX_PATH, READER_PATH, SAVED_MODEL_DIR
+    from captcha_ocr.export import INT8_ONNX_PATH, ONNX_PATH, READER_PATH, SAVED_MODEL_DIR
     from captcha_ocr.ingest import IMAGES_DIR
-    from captcha_ocr.model import CaptchaReader, OnnxReader
+    from captcha_ocr.model import CaptchaReader
     from captcha_ocr.preprocess import SPLITS_DIR, load_split
+    from captcha_ocr.runtimes import OnnxReader, OpenVinoReader
     from captcha_ocr.train import MODEL_PATH
     from captcha_ocr.vocabulary import Vocabulary
 
@@ -66,7 +69,8 @@ def main() -> None:
     reader = CaptchaReader.load(READER_PATH)
     uint8_64, uint8_1 = batch64[..., 0].astype("uint8"), one[..., 0].astype("uint8")
     serve = tf.saved_model.load(str(SAVED_MODEL_DIR)).signatures["serving_default"]
-    onnx = OnnxReader(ONNX_PATH, Vocabulary.load(ONNX_PATH.with_name("vocabulary.json")))
+    vocabulary = Vocabulary.load(ONNX_PATH.with_name("vocabulary.json"))
+    onnx = OnnxReader(ONNX_PATH, vocabulary)
 
     def reference(x):
         return greedy_decode(np.asarray(keras.ops.softmax(network.predict(x, verbose=0))))
@@ -83,6 +87,12 @@ def main() -> None:
         ),
         "onnx (OnnxReader.read)": (lambda: onnx.read(uint8_64), lambda: onnx.read(uint8_1)),
     }
+    if INT8_ONNX_PATH.is_file():
+        int8 = OpenVinoReader(INT8_ONNX_PATH, vocabulary)
+        candidates["onnx-int8 (OpenVINO)"] = (
+            lambda: int8.read(uint8_64),
+            lambda: int8.read(uint8_1),
+        )
     if Path("models/export/registered.json").is_file():
         import json
 

@@ -19,9 +19,11 @@ not do it. "Time to reach" is read off these per-epoch figures: the first
 epoch whose validation exact-match is at least the reference's final one.
 
 Then, for each trained network: test exact-match and CER, exact-match on
-validation and test together, images/s at batch 64 with ``model.predict``
-(the example's way) and with the network exported to ONNX (``OnnxReader``),
-and the ONNX single-image p50 latency. Nothing goes to MLflow. Each run's
+validation and test together, images/s at batch 64 and 16 with
+``model.predict`` (the example's way), with the network exported to ONNX
+under onnxruntime (``OnnxReader``) and with its int8 copy under OpenVINO
+(``OpenVinoReader``, quantized on training images as the export step does),
+and single-image p50 latencies. Nothing goes to MLflow. Each run's
 figures and network are saved in ``--out`` as soon as it ends, so a cut run
 still gives a table (``--table-from``).
 """
@@ -44,11 +46,12 @@ import pandas as pd
 from inference import timed
 from reference import REFERENCE_PARAMS, build_reference
 
-from captcha_ocr.config import TrainParams, load_params
+from captcha_ocr.config import ExportParams, TrainParams, load_params
 from captcha_ocr.ctc import greedy_decode
 from captcha_ocr.metrics import character_error_rate, exact_match
-from captcha_ocr.model import OnnxReader, build_training_model, export_onnx, predict_texts
+from captcha_ocr.model import build_training_model, predict_texts
 from captcha_ocr.preprocess import SPLITS_DIR, VOCABULARY_PATH, load_split
+from captcha_ocr.runtimes import OnnxReader, OpenVinoReader, export_onnx, quantize_onnx
 from captcha_ocr.train import (
     ValidationReading,
     make_optimizer,
@@ -168,27 +171,37 @@ def scores(model: keras.Model, data: dict) -> dict[str, float]:
     }
 
 
-def measure_inference(out: Path, data: dict, repeats: int) -> None:
-    """images/s at batch 64, model.predict vs ONNX, for every saved network, back to back."""
+def measure_inference(out: Path, data: dict, repeats: int, export: ExportParams) -> None:
+    """images/s, model.predict vs ONNX vs int8 ONNX, for every saved network, back to back."""
     load_start = os.getloadavg()
+    calibration = data["train"]["images"][: export.calibration_images]
     for path in sorted(out.glob("*.json")):
         run = json.loads(path.read_text())
         network = keras.saving.load_model(out / f"{run['name']}.keras")
         with tempfile.TemporaryDirectory() as tmp:
-            onnx_path = Path(tmp) / "network.onnx"
+            onnx_path, int8_path = Path(tmp) / "network.onnx", Path(tmp) / "network_int8.onnx"
             export_onnx(network, onnx_path)
-            onnx = OnnxReader(onnx_path, data["vocabulary"])
-            run.update(time_network(network, onnx, data, repeats))
+            quantize_onnx(onnx_path, int8_path, calibration)
+            readers = {
+                "onnx": OnnxReader(onnx_path, data["vocabulary"]),
+                "int8": OpenVinoReader(int8_path, data["vocabulary"]),
+            }
+            run.update(time_network(network, readers, data, repeats))
         path.write_text(json.dumps(run, indent=1))
     load_end = os.getloadavg()
     (out / "inference_load.txt").write_text(json.dumps({"start": load_start, "end": load_end}))
 
 
-def time_network(network: keras.Model, onnx: OnnxReader, data: dict, repeats: int) -> dict:
+def time_network(network: keras.Model, readers: dict, data: dict, repeats: int) -> dict:
+    """images/s of model.predict and of each reader, alternating batch by batch; p50s."""
     images = data["test"]["images"]
-    # The export must read like the network it came from, or its speed means nothing.
-    keras_texts = predict_texts(network, images, data["vocabulary"])[0]
-    figures = {"onnx_agrees_on_test": onnx.read(images)[0] == keras_texts}
+    both = np.concatenate([data["val"]["images"], images])
+    # An export must read like the network it came from, or its speed means nothing.
+    keras_texts = predict_texts(network, both, data["vocabulary"])[0]
+    figures = {}
+    for name, reader in readers.items():
+        pairs = zip(reader.read(both)[0], keras_texts, strict=True)
+        figures[f"{name}_differs_on_val_test"] = sum(a != b for a, b in pairs)
     # 64, and 16: the batch the Keras example calls model.predict with.
     for size, suffix in ((64, ""), (16, "_16")):
         batch = np.resize(images, (size, *images.shape[1:]))
@@ -197,15 +210,18 @@ def time_network(network: keras.Model, onnx: OnnxReader, data: dict, repeats: in
             logits = network.predict(batch[..., None].astype("float32"), verbose=0)
             return greedy_decode(np.asarray(keras.ops.softmax(logits)))
 
-        # Alternate the two ways batch by batch, so both see the same load from other work.
-        predict_times, onnx_times = [], []
+        # Alternate the ways batch by batch, so all see the same load from other work.
+        times: dict[str, list[float]] = {"predict": [], **{name: [] for name in readers}}
         for _ in range(repeats):
-            predict_times += timed(predict, 1)
-            onnx_times += timed(lambda batch=batch: onnx.read(batch), 1)
-        figures[f"predict_images_per_s{suffix}"] = size / statistics.median(predict_times)
-        figures[f"onnx_images_per_s{suffix}"] = size / statistics.median(onnx_times)
-    single = timed(lambda: onnx.read(images[:1]), 10 * repeats)
-    return figures | {"onnx_p50_ms": statistics.median(single) * 1e3}
+            times["predict"] += timed(predict, 1)
+            for name, reader in readers.items():
+                times[name] += timed(lambda batch=batch, reader=reader: reader.read(batch), 1)
+        for name, seconds in times.items():
+            figures[f"{name}_images_per_s{suffix}"] = size / statistics.median(seconds)
+    for name, reader in readers.items():
+        single = timed(lambda reader=reader: reader.read(images[:1]), 10 * repeats)
+        figures[f"{name}_p50_ms"] = statistics.median(single) * 1e3
+    return figures
 
 
 def reach(history: pd.DataFrame, target: float) -> tuple[int | None, float | None]:
@@ -263,20 +279,21 @@ def table(out: Path) -> None:
             values = [r[key] for r in defaults]
             print(f"  {key:22} {statistics.mean(values):.4f} / {worst(values):.4f}")
 
-    if all("onnx_images_per_s" in r for r in runs):
-        print(
-            "\n| run | model.predict img/s @64 | ONNX img/s @64 | model.predict img/s @16 "
-            "| ONNX img/s @16 | ONNX p50 ms (1 image) | ONNX reads test like Keras |"
-        )
-        print("|---|---:|---:|---:|---:|---:|---|")
+    if all("int8_images_per_s" in r for r in runs):
+        ways = (("predict", "model.predict"), ("onnx", "ONNX"), ("int8", "int8 OpenVINO"))
+        header = [f"{label} img/s @{size}" for size in (64, 16) for _, label in ways]
+        header += ["ONNX p50 ms", "int8 p50 ms", "val+test texts unlike Keras: ONNX / int8"]
+        print("\n| run | " + " | ".join(header) + " |")
+        print("|---|" + "---:|" * (len(header) - 1) + "---|")
         for run in runs:
-            print(
-                f"| {run['name']} | {run['predict_images_per_s']:.0f} | "
-                f"{run['onnx_images_per_s']:.0f} | "
-                f"{fmt(run.get('predict_images_per_s_16'), '.0f')} | "
-                f"{fmt(run.get('onnx_images_per_s_16'), '.0f')} | {run['onnx_p50_ms']:.2f} | "
-                f"{run['onnx_agrees_on_test']} |"
-            )
+            cells = [
+                f"{run[f'{way}_images_per_s{suffix}']:.0f}"
+                for suffix in ("", "_16")
+                for way, _ in ways
+            ]
+            cells += [f"{run['onnx_p50_ms']:.2f}", f"{run['int8_p50_ms']:.2f}"]
+            cells.append(f"{run['onnx_differs_on_val_test']} / {run['int8_differs_on_val_test']}")
+            print(f"| {run['name']} | " + " | ".join(cells) + " |")
         inference_load = json.loads((out / "inference_load.txt").read_text())
         print(
             f"load average at start / end of the inference timing: "
@@ -300,21 +317,16 @@ def table(out: Path) -> None:
         )
         plateau = [r["plateau_epoch"] for r in defaults]
         print(f"  loss below {PLATEAU_LOSS} within 3 epochs: epochs {plateau}")
-        if "predict_images_per_s" in reference and "onnx_images_per_s" in defaults[0]:
-            ratio = (
-                min(r["onnx_images_per_s"] for r in defaults) / reference["predict_images_per_s"]
-            )
-            p50 = max(r["onnx_p50_ms"] for r in defaults)
-            print(
-                f"  ONNX img/s >= 5x reference model.predict: {ratio:.1f}x at batch 64; "
-                f"p50 <= 5 ms: {p50:.2f} ms"
-            )
-            if "predict_images_per_s_16" in reference:
-                ratio_16 = (
-                    min(r["onnx_images_per_s_16"] for r in defaults)
-                    / reference["predict_images_per_s_16"]
+        if "int8_images_per_s" in reference:
+            # The exported model a user reads fastest with: int8 under OpenVINO.
+            for suffix, label in (("", "64"), ("_16", "16, the example's")):
+                ratio = (
+                    min(r[f"int8_images_per_s{suffix}"] for r in defaults)
+                    / reference[f"predict_images_per_s{suffix}"]
                 )
-                print(f"    at batch 16, the example's: {ratio_16:.1f}x")
+                print(f"  int8 img/s >= 5x reference model.predict, batch {label}: {ratio:.1f}x")
+            p50 = max(r["int8_p50_ms"] for r in defaults)
+            print(f"  single-image p50 <= 5 ms: int8 {p50:.2f} ms (slowest seed)")
         print(f"  parameters: default {defaults[0]['params']:,}, reference {reference['params']:,}")
 
 
@@ -332,9 +344,10 @@ def main() -> None:
     args = parser.parse_args()
 
     data = load_data()
+    export = load_params(args.params).export
     if args.table_from:
         if not (args.table_from / "inference_load.txt").exists():
-            measure_inference(args.table_from, data, args.repeats)
+            measure_inference(args.table_from, data, args.repeats, export)
         table(args.table_from)
         return
 
@@ -362,7 +375,7 @@ def main() -> None:
             args.max_epochs,
             out,
         )
-    measure_inference(out, data, args.repeats)
+    measure_inference(out, data, args.repeats, export)
     table(out)
     print(f"finished {datetime.now():%Y-%m-%d %H:%M}, load {os.getloadavg()}")
 
