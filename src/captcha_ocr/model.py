@@ -255,12 +255,17 @@ class CaptchaReader:
             self._infer_logits = self._trace(detailed)
         out = self._infer_logits(images[..., None].astype("float32"))
         texts = [self.vocabulary.decode(row) for row in out["codes"].numpy().tolist()]
-        probabilities = np.asarray(ops.softmax(out["logits"], axis=-1), dtype="float64")
-        readings = []
-        for text, conf, scores in zip(
-            texts, out["confidence"].numpy(), character_confidences(probabilities), strict=True
-        ):
-            if len(scores) != len(text):
-                raise RuntimeError(f"decoded {text!r} but found {len(scores)} character runs")
-            readings.append(Reading(text, float(conf), list(zip(text, scores, strict=True))))
-        return readings
+        return readings(texts, out["confidence"].numpy(), out["logits"].numpy())
+
+
+def readings(texts: list[str], confidences: np.ndarray, logits: np.ndarray) -> list[Reading]:
+    """Each text with its confidence and a score per character, from the logits it came from."""
+    probabilities = np.asarray(ops.softmax(logits, axis=-1), dtype="float64")
+    found = []
+    for text, conf, scores in zip(
+        texts, confidences, character_confidences(probabilities), strict=True
+    ):
+        if len(scores) != len(text):
+            raise RuntimeError(f"decoded {text!r} but found {len(scores)} character runs")
+        found.append(Reading(text, float(conf), list(zip(text, scores, strict=True))))
+    return found

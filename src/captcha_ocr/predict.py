@@ -4,7 +4,9 @@
 
 PATH is an image file, a folder of images, or ``-`` for one image on stdin.
 MODEL is a reader file or folder (default: models/export/captcha_reader.keras
-if present) or an MLflow model URI such as ``models:/captcha-ocr@champion``.
+if present), an exported ONNX network (``captcha_network_int8.onnx``, read
+with OpenVINO; its ``vocabulary.json`` beside it) or an MLflow model URI such
+as ``models:/captcha-ocr@champion``.
 """
 
 from __future__ import annotations
@@ -63,6 +65,13 @@ class Predictor:
             self.reader = CaptchaReader.load(local)
             self.pyfunc = None
             self.source = {"kind": "local file", "uri": str(local.resolve())}
+        elif local.suffix == ".onnx" and local.is_file():
+            from captcha_ocr.runtimes import open_onnx_reader
+
+            # The int8 network reads fastest; any ONNX network of ours reads.
+            self.reader = open_onnx_reader(local)
+            self.pyfunc = None
+            self.source = {"kind": "local ONNX file (OpenVINO)", "uri": str(local.resolve())}
         elif ":/" in model:
             import mlflow
 
@@ -74,7 +83,9 @@ class Predictor:
             # The pyfunc wraps a CaptchaReader; per-character scores need it directly.
             self.reader = self.pyfunc.unwrap_python_model().reader
         else:
-            raise FileNotFoundError(f"{model}: not a reader file, folder or MLflow model URI")
+            raise FileNotFoundError(
+                f"{model}: not a reader file, folder, ONNX network or MLflow model URI"
+            )
 
     def read(self, images: list[bytes]) -> tuple[list[str], np.ndarray]:
         if self.pyfunc is not None:
@@ -126,7 +137,7 @@ def resolve_model_uri(uri: str) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="captcha-ocr predict", description=__doc__)
     parser.add_argument("paths", nargs="+", metavar="PATH")
-    parser.add_argument("--model", help="reader file/folder or MLflow model URI")
+    parser.add_argument("--model", help="reader file/folder, ONNX network or MLflow model URI")
     parser.add_argument("--json", action="store_true", help="one JSON list on stdout")
     args = parser.parse_args(argv)
     model = args.model or (str(READER_PATH) if READER_PATH.is_file() else DEFAULT_REGISTRY_URI)

@@ -7,8 +7,14 @@ import pytest
 
 from captcha_ocr.config import load_params
 from captcha_ocr.images import decode_image
-from captcha_ocr.model import build_training_model
-from captcha_ocr.runtimes import OnnxReader, OpenVinoReader, export_onnx, quantize_onnx
+from captcha_ocr.model import ModelLoadError, build_training_model
+from captcha_ocr.runtimes import (
+    OnnxReader,
+    OpenVinoReader,
+    export_onnx,
+    open_onnx_reader,
+    quantize_onnx,
+)
 from captcha_ocr.vocabulary import Vocabulary
 
 from ..conftest import PROJECT_ROOT
@@ -84,3 +90,32 @@ def test_quantize_refuses_an_empty_calibration_set(exported, tmp_path):
     with pytest.raises(ValueError, match="at least one calibration image"):
         quantize_onnx(path, tmp_path / "int8.onnx", images[:0])
     assert not (tmp_path / "int8.onnx").exists()
+
+
+def test_an_onnx_reader_is_refused_by_name_when_it_is_not_one(exported, tmp_path):
+    path, images, _ = exported
+    network = tmp_path / "network.onnx"
+    network.write_bytes(path.read_bytes())
+    with pytest.raises(ModelLoadError, match="network.onnx: no vocabulary.json beside it"):
+        open_onnx_reader(network)
+
+    Vocabulary("abc").save(tmp_path / "vocabulary.json")  # 4 classes, the network gives 20
+    with pytest.raises(ModelLoadError, match="gives 20 classes per column, but .* has 4"):
+        open_onnx_reader(network)
+
+    VOCABULARY.save(tmp_path / "vocabulary.json")
+    assert open_onnx_reader(network).read(images)[0] == OnnxReader(path, VOCABULARY).read(images)[0]
+
+    network.write_bytes(b"not a network")
+    with pytest.raises(ModelLoadError, match="network.onnx: not read as a captcha network"):
+        open_onnx_reader(network)
+
+
+def test_read_characters_scores_each_character_the_onnx_reader_reads(exported):
+    path, images, _ = exported
+    reader = OpenVinoReader(path, VOCABULARY)
+    texts, confidence = reader.read(images)
+    readings = reader.read_characters(images)
+    assert [r.text for r in readings] == texts
+    np.testing.assert_allclose([r.confidence for r in readings], confidence, rtol=1e-5)
+    assert all(len(r.characters) == len(r.text) for r in readings)

@@ -196,6 +196,13 @@ def test_predict_cli_reads_with_the_champion(repo):
     assert all(set(r) == {"file", "text", "confidence"} for r in rows)
     local = json.loads(run(["captcha-ocr", "predict", "--json", *map(str, images)], root, env))
     assert [r["text"] for r in local] == [r["text"] for r in rows]
+    # The exported ONNX networks read through OpenVINO; the float one exactly as the reader.
+    for network in ("captcha_network.onnx", "captcha_network_int8.onnx"):
+        command = ["captcha-ocr", "predict", "--json", "--model", f"models/export/{network}"]
+        onnx = json.loads(run(command + [str(p) for p in images], root, env))
+        assert [r["file"] for r in onnx] == [str(p) for p in images], network
+        if network == "captcha_network.onnx":
+            assert [r["text"] for r in onnx] == [r["text"] for r in local]
 
 
 def test_second_repro_changes_nothing(repo):
