@@ -7,8 +7,8 @@
   convolutions, which take most of the time;
 - ``OnnxReader`` runs a file under onnxruntime, ``OpenVinoReader`` under
   OpenVINO. OpenVINO is the one that turns int8 into speed: onnxruntime runs
-  the int8 file *slower* than the float one on this project's CPUs, OpenVINO
-  2.4x faster (bench/README.md).
+  the int8 file *slower* than the float one on this project's CPU, OpenVINO
+  2.4-2.7x faster than onnxruntime runs the float one (bench/README.md).
 
 CTC decoding stays outside the graphs, in NumPy: the decoder op has no ONNX
 counterpart, and argmax-collapse is cheap.
