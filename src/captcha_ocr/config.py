@@ -113,7 +113,7 @@ class EvaluateParams(Section):
 class ExportParams(Section):
     model_name: str = "captcha-ocr"
     # Also write captcha_network_int8.onnx, quantized on this many training
-    # images; it must read the test split as the float network does.
+    # images; it must read right every test captcha the reader reads right.
     int8: bool = True
     calibration_images: int = Field(256, ge=1)
 

@@ -8,7 +8,7 @@
 - ``OnnxReader`` runs a file under onnxruntime, ``OpenVinoReader`` under
   OpenVINO. OpenVINO is the one that turns int8 into speed: onnxruntime runs
   the int8 file *slower* than the float one on this project's CPU, OpenVINO
-  2.4-2.7x faster than onnxruntime runs the float one (bench/README.md).
+  2.4-2.8x faster than onnxruntime runs the float one (bench/README.md).
 
 CTC decoding stays outside the graphs, in NumPy: the decoder op has no ONNX
 counterpart, and argmax-collapse is cheap.
@@ -103,6 +103,7 @@ class OnnxReader:
             str(path), options, providers=["CPUExecutionProvider"]
         )
         self.input_name = self.session.get_inputs()[0].name
+        _, self.height, self.width, _ = self.session.get_inputs()[0].shape
         self.vocabulary = vocabulary
 
     def logits(self, images: np.ndarray) -> np.ndarray:
@@ -204,8 +205,10 @@ def open_onnx_reader(path) -> OpenVinoReader:
     try:
         reader = OpenVinoReader(path, vocabulary)
     except (RuntimeError, ValueError) as err:  # OpenVINO's errors run to many lines
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelLoadError(f"{path}: not read as a captcha network: {first}") from None
+        message = str(err).strip() or type(err).__name__
+        raise ModelLoadError(
+            f"{path}: not read as a captcha network: {message.splitlines()[0]}"
+        ) from None
     if reader.output_shape[1] != vocabulary.num_classes:
         raise ModelLoadError(
             f"{path}: gives {reader.output_shape[1]} classes per column, but "
