@@ -64,3 +64,48 @@ def test_a_folder_is_swapped_in_whole_or_not_at_all(tmp_path):
         raise RuntimeError("killed half-way")
     assert [p.name for p in target.iterdir()] == ["a.png"]
     assert [p.name for p in tmp_path.iterdir()] == ["images"]
+
+
+def test_a_step_that_fails_after_some_writes_keeps_every_old_output(tmp_path):
+    from captcha_ocr.files import all_or_nothing
+
+    write_json(tmp_path / "train.csv", "old train")
+    write_json(tmp_path / "val.csv", "old val")
+    with pytest.raises(MemoryError), all_or_nothing():
+        write_json(tmp_path / "train.csv", "new train")
+        with atomic_dir(tmp_path / "images") as tmp:
+            (tmp / "a.png").write_bytes(b"1")
+        raise MemoryError("crashed before val.csv")
+    assert (tmp_path / "train.csv").read_text() == '"old train"\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.csv", "val.csv"]
+
+
+def test_a_step_that_succeeds_swaps_in_all_its_outputs(tmp_path):
+    from captcha_ocr.files import all_or_nothing
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "old.png").write_bytes(b"0")
+    with all_or_nothing():
+        write_json(tmp_path / "report.json", "first")
+        with atomic_dir(tmp_path / "images") as tmp:
+            (tmp / "new.png").write_bytes(b"1")
+        write_json(tmp_path / "report.json", "second")
+        # Nothing is in place until the block ends.
+        assert not (tmp_path / "report.json").exists()
+    assert (tmp_path / "report.json").read_text() == '"second"\n'
+    assert [p.name for p in (tmp_path / "images").iterdir()] == ["new.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "report.json"]
+
+
+def test_written_files_honour_the_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "a.json", 1)
+        with atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "x").write_bytes(b"")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
