@@ -48,14 +48,14 @@ def main() -> None:
     import pandas as pd
     import tensorflow as tf
 
-    from captcha_ocr.ctc import greedy_decode
-    from captcha_ocr.export import INT8_ONNX_PATH, ONNX_PATH, READER_PATH, SAVED_MODEL_DIR
-    from captcha_ocr.ingest import IMAGES_DIR
-    from captcha_ocr.model import CaptchaReader
-    from captcha_ocr.preprocess import SPLITS_DIR, load_split
-    from captcha_ocr.runtimes import OnnxReader, OpenVinoReader
-    from captcha_ocr.train import MODEL_PATH
-    from captcha_ocr.vocabulary import Vocabulary
+    from captcha_ocr.core.ctc import greedy_decode
+    from captcha_ocr.core.model import CaptchaReader
+    from captcha_ocr.core.runtimes import OnnxReader, OpenVinoReader
+    from captcha_ocr.core.vocabulary import Vocabulary
+    from captcha_ocr.steps.export import INT8_ONNX_PATH, ONNX_PATH, READER_PATH, SAVED_MODEL_DIR
+    from captcha_ocr.steps.ingest import IMAGES_DIR
+    from captcha_ocr.steps.preprocess import SPLITS_DIR, load_split
+    from captcha_ocr.steps.train import MODEL_PATH
 
     images = load_split("test")["images"][..., None].astype("float32")
     batch64 = np.resize(images, (64, *images.shape[1:]))

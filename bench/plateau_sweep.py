@@ -22,10 +22,10 @@ import keras
 import pandas as pd
 
 from captcha_ocr.config import TrainParams, load_params
-from captcha_ocr.model import build_training_model
-from captcha_ocr.preprocess import SPLITS_DIR, VOCABULARY_PATH, load_split
-from captcha_ocr.train import ValidationReading, make_optimizer
-from captcha_ocr.vocabulary import Vocabulary
+from captcha_ocr.core.model import build_training_model
+from captcha_ocr.core.vocabulary import Vocabulary
+from captcha_ocr.steps.preprocess import SPLITS_DIR, VOCABULARY_PATH, load_split
+from captcha_ocr.steps.train import ValidationReading, make_optimizer
 
 PLATEAU_LOSS = 15.0
 READ_ENOUGH = 0.97

@@ -22,7 +22,7 @@ from __future__ import annotations
 import keras
 
 from captcha_ocr.config import TrainParams
-from captcha_ocr.model import build_training_model
+from captcha_ocr.core.model import build_training_model
 
 REFERENCE_PARAMS = TrainParams(
     seed=1337,

@@ -58,9 +58,9 @@ def fresh_registry(folder: Path, pngs: list[bytes]) -> str:
 
     from captcha_ocr import tracking
     from captcha_ocr.config import TrainParams
-    from captcha_ocr.model import build_reader, build_training_model
+    from captcha_ocr.core.model import build_reader, build_training_model
+    from captcha_ocr.core.vocabulary import Vocabulary
     from captcha_ocr.registry import register_reader
-    from captcha_ocr.vocabulary import Vocabulary
 
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow.db'}"
     os.environ["MLFLOW_EXPERIMENT_NAME"] = "serve-load"

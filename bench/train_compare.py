@@ -47,18 +47,18 @@ from inference import timed
 from reference import REFERENCE_PARAMS, build_reference
 
 from captcha_ocr.config import ExportParams, TrainParams, load_params
-from captcha_ocr.ctc import greedy_decode
-from captcha_ocr.metrics import character_error_rate, exact_match
-from captcha_ocr.model import build_training_model, predict_texts
-from captcha_ocr.preprocess import SPLITS_DIR, VOCABULARY_PATH, load_split
-from captcha_ocr.runtimes import OnnxReader, OpenVinoReader, export_onnx, quantize_onnx
-from captcha_ocr.train import (
+from captcha_ocr.core.ctc import greedy_decode
+from captcha_ocr.core.metrics import character_error_rate, exact_match
+from captcha_ocr.core.model import build_training_model, predict_texts
+from captcha_ocr.core.runtimes import OnnxReader, OpenVinoReader, export_onnx, quantize_onnx
+from captcha_ocr.core.vocabulary import Vocabulary
+from captcha_ocr.steps.preprocess import SPLITS_DIR, VOCABULARY_PATH, load_split
+from captcha_ocr.steps.train import (
     ValidationReading,
     make_optimizer,
     training_inputs,
     without_optimizer,
 )
-from captcha_ocr.vocabulary import Vocabulary
 
 PLATEAU_LOSS = 15.0  # the reference's loss sits near 16 until the model starts reading
 
@@ -107,7 +107,7 @@ def train_run(
     if name == "reference":
         model = build_reference(height, width, vocabulary.num_classes)
     else:
-        # As captcha_ocr.train compiles it: the schedule is part of the recipe.
+        # As captcha_ocr.steps.train compiles it: the schedule is part of the recipe.
         model = build_training_model(params, height, width, vocabulary.num_classes)
         steps = math.ceil(len(train["images"]) / params.batch_size)
         model.compile(optimizer=make_optimizer(params, steps), loss=keras.losses.CTC())

@@ -24,7 +24,7 @@ def evaluate_model(
     import shutil
     from pathlib import Path
 
-    from captcha_ocr.workspace import confusion_matrix, read_json, run_step
+    from captcha_ocr.kubeflow.workspace import confusion_matrix, read_json, run_step
 
     run_step(
         "evaluate",

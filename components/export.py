@@ -25,7 +25,7 @@ def export_model(
     It takes every params.yaml section: the registered version is tagged with
     all of them. Returns the registered version number.
     """
-    from captcha_ocr.workspace import environment, read_json, run_step
+    from captcha_ocr.kubeflow.workspace import environment, read_json, run_step
 
     params = dict(
         ingest=ingest,

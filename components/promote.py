@@ -12,8 +12,8 @@ def evaluation_gate(promote: dict, evaluation: Input[Artifact]) -> bool:
     own gate (beat the champion) then decides between champion and challenger.
     """
     from captcha_ocr.config import PromoteParams
+    from captcha_ocr.kubeflow.workspace import read_json
     from captcha_ocr.registry import evaluation_gate as gate
-    from captcha_ocr.workspace import read_json
 
     scores = read_json(evaluation.path, "reports/metrics.json")
     passes, why = gate(scores["test_exact_match"], PromoteParams.model_validate(promote))
@@ -30,7 +30,7 @@ def promote_model(
     promotion: Output[Artifact],
 ):
     """Move `champion` to this version if it beats the champion (`captcha-ocr promote`)."""
-    from captcha_ocr.workspace import read_json, run_step
+    from captcha_ocr.kubeflow.workspace import read_json, run_step
 
     run_step(
         "promote",

@@ -19,7 +19,7 @@ def train_model(
     Takes the sections the model is made from; the MLflow run logs them as params.
     Uses every GPU the pod is given (MirroredStrategy when there are several).
     """
-    from captcha_ocr.workspace import read_json, run_step
+    from captcha_ocr.kubeflow.workspace import read_json, run_step
 
     params = {"ingest": ingest, "preprocess": preprocess, "train": train}
     run_step("train", params, [raw.path, prepared.path], model.path, mlflow_tracking_uri)

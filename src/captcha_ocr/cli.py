@@ -22,8 +22,13 @@ STEPS = (
     "demo",
     "pipeline",
 )
-# Commands whose module is not named after them.
-MODULES = {"pipeline": "kubeflow"}
+# The module that runs each command, under captcha_ocr.
+MODULES = {
+    **{step: f"steps.{step}" for step in STEPS[:6]},
+    "predict": "serving.predict",
+    "demo": "serving.demo",
+    "pipeline": "kubeflow.cli",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         print("or run it on Kubeflow: captcha-ocr pipeline {compile,run-local,submit}")
         return 0 if argv[:1] in ([], ["-h"], ["--help"]) else 2
     step, rest = argv[0], argv[1:]
-    module = importlib.import_module(f"captcha_ocr.{MODULES.get(step, step)}")
+    module = importlib.import_module(f"captcha_ocr.{MODULES[step]}")
     try:
         module.main(rest)
     except (CaptchaOcrError, FileNotFoundError) as err:

@@ -52,14 +52,14 @@ def register_reader(
     from mlflow.models import infer_signature
 
     from captcha_ocr import __version__
-    from captcha_ocr.serving import encode_image
+    from captcha_ocr.serving.pyfunc import encode_image
 
     example = pd.DataFrame({"image": [encode_image(example_png)]})
     signature = infer_signature(example, pd.DataFrame({"text": ["abcde"], "confidence": [1.0]}))
     info = mlflow.pyfunc.log_model(
         name="reader",
         # Models from code: the model is this file plus the .keras artifact, no pickle.
-        python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+        python_model=str(Path(__file__).parent / "serving" / "pyfunc_model.py"),
         artifacts={"reader": str(reader_path)},
         signature=signature,
         input_example=example,

@@ -72,8 +72,8 @@ def log_dataset_inputs() -> None:
     import pandas as pd
     from mlflow.data.http_dataset_source import HTTPDatasetSource
 
-    from captcha_ocr.ingest import INFO_PATH
-    from captcha_ocr.preprocess import SPLITS_DIR
+    from captcha_ocr.steps.ingest import INFO_PATH
+    from captcha_ocr.steps.preprocess import SPLITS_DIR
 
     info = json.loads(INFO_PATH.read_text())
     source = info["source"]

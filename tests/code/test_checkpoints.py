@@ -1,7 +1,7 @@
 """Which checkpoint a training may resume: the key follows params and data."""
 
-from captcha_ocr.checkpoints import Checkpoint, checkpoint_key
 from captcha_ocr.config import TrainParams
+from captcha_ocr.steps.checkpoints import Checkpoint, checkpoint_key
 
 
 def test_key_changes_with_any_train_param_or_data_byte(tmp_path):

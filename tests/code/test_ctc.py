@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from captcha_ocr.ctc import character_confidences, collapse, greedy_decode
+from captcha_ocr.core.ctc import character_confidences, collapse, greedy_decode
 
 
 def one_hot_path(path: list[int], classes: int = 5, p: float = 0.9) -> np.ndarray:

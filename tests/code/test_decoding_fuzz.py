@@ -24,8 +24,8 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from mlflow.exceptions import MlflowException
 from PIL import Image
 
-from captcha_ocr.images import MAX_PIXELS, ImageError, decode_image
-from captcha_ocr.serving import decode_batch
+from captcha_ocr.core.images import MAX_PIXELS, ImageError, decode_image
+from captcha_ocr.serving.pyfunc import decode_batch
 
 # Hypothesis caches under ./.hypothesis by default, as soon as a test module is
 # collected; tests never write into the checkout.

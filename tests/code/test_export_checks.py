@@ -1,6 +1,6 @@
 """The checks the export step applies to the copies it ships."""
 
-from captcha_ocr.export import lost_captchas
+from captcha_ocr.steps.export import lost_captchas
 
 
 def test_an_int8_copy_is_charged_only_for_captchas_the_reader_reads():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from captcha_ocr.images import ImageError, decode_image
+from captcha_ocr.core.images import ImageError, decode_image
 
 
 def png_bytes(size=(200, 50), mode="RGBA", color=(10, 20, 30, 255)) -> bytes:

@@ -1,6 +1,6 @@
 import pytest
 
-from captcha_ocr.metrics import (
+from captcha_ocr.core.metrics import (
     GAP,
     align,
     character_confusion,

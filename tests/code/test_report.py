@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from captcha_ocr.images import decode_image
-from captcha_ocr.metrics import character_error_rate, exact_match
-from captcha_ocr.report import write_run_report
+from captcha_ocr.core.images import decode_image
+from captcha_ocr.core.metrics import character_error_rate, exact_match
+from captcha_ocr.reporting.run_report import write_run_report
 
 
 class Page(HTMLParser):

@@ -10,7 +10,7 @@ import keras
 import pytest
 
 from captcha_ocr.config import Params
-from captcha_ocr.model import CaptchaReader
+from captcha_ocr.core.model import CaptchaReader
 from captcha_ocr.tracking import redact
 
 from ..conftest import PROJECT_ROOT

@@ -1,6 +1,6 @@
 import pytest
 
-from captcha_ocr.vocabulary import BLANK_INDEX, Vocabulary
+from captcha_ocr.core.vocabulary import BLANK_INDEX, Vocabulary
 
 
 def test_round_trip_keeps_every_label():

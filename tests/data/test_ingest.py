@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-import captcha_ocr.ingest as ingest_module
+import captcha_ocr.steps.ingest as ingest_module
 from captcha_ocr.config import IngestParams
-from captcha_ocr.ingest import IngestError, fetch, ingest, safe_extract, sha256_of
+from captcha_ocr.steps.ingest import IngestError, fetch, ingest, safe_extract, sha256_of
 
 
 def make_zip(path: Path, entries: dict[str, bytes], links: dict[str, str] | None = None) -> Path:

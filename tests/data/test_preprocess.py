@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from captcha_ocr.config import PreprocessParams
-from captcha_ocr.preprocess import DataError, preprocess, split, validate
+from captcha_ocr.steps.preprocess import DataError, preprocess, split, validate
 
 
 @pytest.fixture

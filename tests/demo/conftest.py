@@ -13,8 +13,8 @@ import keras
 import pytest
 
 from captcha_ocr.config import TrainParams
-from captcha_ocr.model import build_reader, build_training_model
-from captcha_ocr.vocabulary import Vocabulary
+from captcha_ocr.core.model import build_reader, build_training_model
+from captcha_ocr.core.vocabulary import Vocabulary
 
 TINY = TrainParams(conv_filters=[4, 8], dense_units=8, sequence_units=[8])
 

@@ -11,11 +11,11 @@ import pytest
 import requests
 from PIL import Image
 
-from captcha_ocr.demo import MAX_BODY_BYTES, create_app, gallery_images
-from captcha_ocr.images import decode_image
-from captcha_ocr.model import CaptchaReader
-from captcha_ocr.predict import Predictor
-from captcha_ocr.serving import MAX_IMAGE_BYTES
+from captcha_ocr.core.images import decode_image
+from captcha_ocr.core.model import CaptchaReader
+from captcha_ocr.serving.demo import MAX_BODY_BYTES, create_app, gallery_images
+from captcha_ocr.serving.predict import Predictor
+from captcha_ocr.serving.pyfunc import MAX_IMAGE_BYTES
 
 from .conftest import serving
 

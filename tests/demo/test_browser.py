@@ -19,9 +19,9 @@ import pandas as pd
 import pytest
 import requests
 
-from captcha_ocr.images import decode_image
-from captcha_ocr.model import CaptchaReader
-from captcha_ocr.report import write_run_report
+from captcha_ocr.core.images import decode_image
+from captcha_ocr.core.model import CaptchaReader
+from captcha_ocr.reporting.run_report import write_run_report
 
 from ..browser import artifact_path, chromium
 

@@ -7,11 +7,11 @@ import requests
 from mlflow import MlflowClient
 
 from captcha_ocr import cli
-from captcha_ocr.demo import create_app
+from captcha_ocr.core.images import decode_image
+from captcha_ocr.core.model import CaptchaReader
 from captcha_ocr.errors import CaptchaOcrError
-from captcha_ocr.images import decode_image
-from captcha_ocr.model import CaptchaReader
-from captcha_ocr.predict import Predictor, resolve_model_uri
+from captcha_ocr.serving.demo import create_app
+from captcha_ocr.serving.predict import Predictor, resolve_model_uri
 
 from ..registry.conftest import register
 from .conftest import serving

@@ -14,14 +14,14 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from captcha_ocr.config import ParamsError
-from captcha_ocr.kubeflow import (
+from captcha_ocr.kubeflow.cli import (
     PipelineError,
     apply_overrides,
     checked_tracking_uri,
     compile_pipeline,
     load_pipeline_module,
 )
-from captcha_ocr.workspace import STEP_OUTPUTS
+from captcha_ocr.kubeflow.workspace import STEP_OUTPUTS
 
 from ..conftest import PROJECT_ROOT
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from captcha_ocr.checkpoints import Checkpoint, TrainState
 from captcha_ocr.config import TrainParams
-from captcha_ocr.model import build_training_model
+from captcha_ocr.core.model import build_training_model
+from captcha_ocr.steps.checkpoints import Checkpoint, TrainState
 
 TINY = TrainParams(conv_filters=[4], conv_pool=[(2, 2)], dense_units=8, sequence_units=[8])
 

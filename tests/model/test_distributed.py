@@ -20,8 +20,8 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 from captcha_ocr.config import TrainParams
-from captcha_ocr.model import build_training_model
-from captcha_ocr.train import distribution_strategy
+from captcha_ocr.core.model import build_training_model
+from captcha_ocr.steps.train import distribution_strategy
 
 strategy = distribution_strategy(device_type="CPU")
 print("replicas", strategy.num_replicas_in_sync)

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from captcha_ocr.config import TrainParams, load_params
-from captcha_ocr.ctc import greedy_decode
-from captcha_ocr.images import decode_image
-from captcha_ocr.model import (
+from captcha_ocr.core.ctc import greedy_decode
+from captcha_ocr.core.images import decode_image
+from captcha_ocr.core.model import (
     CaptchaReader,
     CTCGreedyDecoder,
     build_reader,
@@ -15,7 +15,7 @@ from captcha_ocr.model import (
     predict_texts,
     read_columns,
 )
-from captcha_ocr.vocabulary import Vocabulary
+from captcha_ocr.core.vocabulary import Vocabulary
 
 TINY = TrainParams(conv_filters=[8, 16], dense_units=16, sequence_units=[16], dropout=0.0)
 VOCABULARY = Vocabulary("2345678bcdefgmnpwxy")
@@ -146,7 +146,7 @@ def test_training_lowers_ctc_loss_on_real_captchas(captcha_pngs):
 def test_saved_model_gives_the_same_text_as_keras(tmp_path, captcha_pngs):
     import tensorflow as tf
 
-    from captcha_ocr.model import export_saved_model
+    from captcha_ocr.core.model import export_saved_model
 
     keras.utils.set_random_seed(1)
     model = build_training_model(TINY, 50, 200, VOCABULARY.num_classes)
@@ -177,7 +177,7 @@ def test_saved_model_gives_the_same_text_as_keras(tmp_path, captcha_pngs):
     ],
 )
 def test_onnx_gives_the_same_text_as_keras(tmp_path, captcha_pngs, params):
-    from captcha_ocr.runtimes import OnnxReader, export_onnx
+    from captcha_ocr.core.runtimes import OnnxReader, export_onnx
 
     keras.utils.set_random_seed(2)
     model = build_training_model(params, 50, 200, VOCABULARY.num_classes)

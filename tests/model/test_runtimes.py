@@ -6,16 +6,16 @@ import onnx
 import pytest
 
 from captcha_ocr.config import load_params
-from captcha_ocr.images import decode_image
-from captcha_ocr.model import ModelLoadError, build_training_model
-from captcha_ocr.runtimes import (
+from captcha_ocr.core.images import decode_image
+from captcha_ocr.core.model import ModelLoadError, build_training_model
+from captcha_ocr.core.runtimes import (
     OnnxReader,
     OpenVinoReader,
     export_onnx,
     open_onnx_reader,
     quantize_onnx,
 )
-from captcha_ocr.vocabulary import Vocabulary
+from captcha_ocr.core.vocabulary import Vocabulary
 
 from ..conftest import PROJECT_ROOT
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
 
-from captcha_ocr.serving import MAX_BATCH, decode_batch, encode_image
+from captcha_ocr.serving.pyfunc import MAX_BATCH, decode_batch, encode_image
 
 
 def b64(data: bytes) -> str:
@@ -44,7 +44,7 @@ def test_missing_column_and_oversized_batch(captcha_pngs):
 
 
 def test_oversized_image_is_refused_before_decoding(monkeypatch, captcha_pngs):
-    import captcha_ocr.serving as serving
+    import captcha_ocr.serving.pyfunc as serving
 
     monkeypatch.setattr(serving, "MAX_IMAGE_BYTES", 100)
     frame = pd.DataFrame({"image": [encode_image(next(iter(captcha_pngs.values())))]})

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import mlflow
 
-from captcha_ocr.ingest import sha256_of
+from captcha_ocr.steps.ingest import sha256_of
 
 from ..conftest import PROJECT_ROOT
 

@@ -6,9 +6,9 @@ import mlflow
 import pytest
 
 from captcha_ocr.config import TrainParams
-from captcha_ocr.model import build_reader, build_training_model
+from captcha_ocr.core.model import build_reader, build_training_model
+from captcha_ocr.core.vocabulary import Vocabulary
 from captcha_ocr.registry import register_reader
-from captcha_ocr.vocabulary import Vocabulary
 
 TAGS = {"dataset_sha256": "d" * 64, "test_split_sha256": "s" * 64, "params": "{}"}
 

@@ -95,8 +95,8 @@ def test_a_stale_lock_from_a_crashed_promotion_is_broken(store, monkeypatch, cap
 
 
 def test_promote_step_takes_the_version_its_export_registered(store):
-    from captcha_ocr import export
-    from captcha_ocr import promote as promote_step
+    from captcha_ocr.steps import export
+    from captcha_ocr.steps import promote as promote_step
 
     assert promote_step.REGISTERED_PATH == export.REGISTERED_PATH
     client = MlflowClient()

@@ -20,7 +20,7 @@ import pytest
 
 from captcha_ocr.config import PromoteParams
 from captcha_ocr.registry import promote
-from captcha_ocr.serving import MAX_BATCH, MAX_IMAGE_BYTES, encode_image
+from captcha_ocr.serving.pyfunc import MAX_BATCH, MAX_IMAGE_BYTES, encode_image
 
 from .conftest import register
 
@@ -101,8 +101,8 @@ def server(store, reader_file, captcha_pngs):
 def test_server_reads_real_captchas_and_survives_bad_requests(server, reader_file, captcha_pngs):
     import numpy as np
 
-    from captcha_ocr.images import decode_image
-    from captcha_ocr.model import CaptchaReader
+    from captcha_ocr.core.images import decode_image
+    from captcha_ocr.core.model import CaptchaReader
 
     pngs = list(captcha_pngs.values())[:4]
     status, body = post(f"{server}/invocations", images_payload([encode_image(p) for p in pngs]))

@@ -9,9 +9,9 @@ import pytest
 from mlflow import MlflowClient
 
 from captcha_ocr.config import PromoteParams
-from captcha_ocr.images import decode_image
+from captcha_ocr.core.images import decode_image
 from captcha_ocr.registry import PromotionError, promote
-from captcha_ocr.serving import encode_image
+from captcha_ocr.serving.pyfunc import encode_image
 
 from .conftest import register as register_as
 
@@ -66,7 +66,7 @@ def test_champion_loads_by_alias_and_reads_images(store, reader_file, captcha_pn
     assert list(out.columns) == ["text", "confidence"] and len(out) == len(pngs)
 
     # The same answers as the reader file itself: the registry adds no drift.
-    from captcha_ocr.model import CaptchaReader
+    from captcha_ocr.core.model import CaptchaReader
 
     reader = CaptchaReader.load(reader_file)
     texts, confidence = reader.read(np.stack([decode_image(p, 50, 200) for p in pngs]))

@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 from captcha_ocr import tracking
 from captcha_ocr.config import PromoteParams
 from captcha_ocr.registry import promote
-from captcha_ocr.serving import encode_image
+from captcha_ocr.serving.pyfunc import encode_image
 
 from ..mlflow_server import start_tracking_server
 from .conftest import register

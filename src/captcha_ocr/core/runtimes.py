@@ -23,9 +23,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from captcha_ocr.ctc import greedy_decode
-from captcha_ocr.model import ModelLoadError, Reading, readings
-from captcha_ocr.vocabulary import Vocabulary
+from captcha_ocr.core.ctc import greedy_decode
+from captcha_ocr.core.model import ModelLoadError, Reading, readings
+from captcha_ocr.core.vocabulary import Vocabulary
 
 CALIBRATION_BATCH = 32
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from captcha_ocr.vocabulary import BLANK_INDEX
+from captcha_ocr.core.vocabulary import BLANK_INDEX
 
 
 def collapse(path: np.ndarray) -> list[int]:

@@ -22,9 +22,9 @@ import numpy as np
 from keras import layers, ops
 
 from captcha_ocr.config import TrainParams
-from captcha_ocr.ctc import character_confidences, greedy_decode
+from captcha_ocr.core.ctc import character_confidences, greedy_decode
+from captcha_ocr.core.vocabulary import BLANK_INDEX, Vocabulary
 from captcha_ocr.errors import CaptchaOcrError
-from captcha_ocr.vocabulary import BLANK_INDEX, Vocabulary
 
 PACKAGE = "captcha_ocr"
 

@@ -17,15 +17,15 @@ import pandas as pd
 
 from captcha_ocr import tracking
 from captcha_ocr.config import EvaluateParams, load_params
+from captcha_ocr.core.metrics import character_confusion, character_error_rate, exact_match
+from captcha_ocr.core.model import predict_texts
+from captcha_ocr.core.vocabulary import Vocabulary
 from captcha_ocr.files import write_json, write_with
-from captcha_ocr.metrics import character_confusion, character_error_rate, exact_match
-from captcha_ocr.model import predict_texts
-from captcha_ocr.plots import prediction_grid, training_curves
-from captcha_ocr.preprocess import REPORT_PATH as DATA_REPORT_PATH
-from captcha_ocr.preprocess import SPLITS_DIR, VOCABULARY_PATH, load_split
-from captcha_ocr.report import REPORT_PATH, write_run_report
-from captcha_ocr.train import HISTORY_PATH, MODEL_PATH, RUN_PATH
-from captcha_ocr.vocabulary import Vocabulary
+from captcha_ocr.reporting.plots import prediction_grid, training_curves
+from captcha_ocr.reporting.run_report import REPORT_PATH, write_run_report
+from captcha_ocr.steps.preprocess import REPORT_PATH as DATA_REPORT_PATH
+from captcha_ocr.steps.preprocess import SPLITS_DIR, VOCABULARY_PATH, load_split
+from captcha_ocr.steps.train import HISTORY_PATH, MODEL_PATH, RUN_PATH
 
 REPORTS = Path("reports")
 METRICS_PATH = REPORTS / "metrics.json"

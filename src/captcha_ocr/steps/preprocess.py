@@ -19,11 +19,11 @@ import numpy as np
 import pandas as pd
 
 from captcha_ocr.config import PreprocessParams, load_params
+from captcha_ocr.core.images import ImageError, decode_image
+from captcha_ocr.core.vocabulary import Vocabulary
 from captcha_ocr.errors import CaptchaOcrError
 from captcha_ocr.files import write_json, write_with
-from captcha_ocr.images import ImageError, decode_image
-from captcha_ocr.ingest import IMAGES_DIR
-from captcha_ocr.vocabulary import Vocabulary
+from captcha_ocr.steps.ingest import IMAGES_DIR
 
 SPLITS = ("train", "val", "test")
 SPLITS_DIR = Path("data/splits")

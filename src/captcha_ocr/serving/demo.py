@@ -25,11 +25,11 @@ import numpy as np
 import pandas as pd
 from starlette.requests import Request
 
+from captcha_ocr.core.images import ImageError, to_grayscale
 from captcha_ocr.errors import CaptchaOcrError
-from captcha_ocr.export import READER_PATH
-from captcha_ocr.images import ImageError, to_grayscale
-from captcha_ocr.predict import DEFAULT_REGISTRY_URI, IMAGE_SUFFIXES, Predictor
-from captcha_ocr.serving import MAX_IMAGE_BYTES
+from captcha_ocr.serving.predict import DEFAULT_REGISTRY_URI, IMAGE_SUFFIXES, Predictor
+from captcha_ocr.serving.pyfunc import MAX_IMAGE_BYTES
+from captcha_ocr.steps.export import READER_PATH
 
 DEFAULT_PORT = 8000
 GALLERY_SIZE = 12
@@ -103,7 +103,7 @@ def create_app(predictor: Predictor, gallery: dict[str, Path]):
         message = f"{request.method} {request.url.path}: {exc.detail}"
         return JSONResponse({"error": message}, status_code=exc.status_code)
 
-    page = resources.files("captcha_ocr").joinpath("web/demo.html").read_text(encoding="utf-8")
+    page = resources.files("captcha_ocr").joinpath("serving/web/demo.html").read_text("utf-8")
     # One model call at a time: the first one traces the graph, and two cores
     # gain nothing from more.
     lock = threading.Lock()

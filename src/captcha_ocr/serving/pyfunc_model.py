@@ -6,6 +6,6 @@ is code plus the ``.keras`` artifact, never a pickle.
 
 import mlflow
 
-from captcha_ocr.serving import CaptchaReaderModel
+from captcha_ocr.serving.pyfunc import CaptchaReaderModel
 
 mlflow.models.set_model(CaptchaReaderModel())

@@ -27,26 +27,26 @@ import numpy as np
 import pandas as pd
 
 from captcha_ocr import tracking
-from captcha_ocr.checkpoints import (
+from captcha_ocr.config import MODEL_SECTIONS, Params, TrainParams, load_params
+from captcha_ocr.core.metrics import character_error_rate, exact_match
+from captcha_ocr.core.model import PACKAGE, build_training_model, predict_texts
+from captcha_ocr.core.vocabulary import Vocabulary
+from captcha_ocr.errors import CaptchaOcrError
+from captcha_ocr.files import atomic_path, write_with
+from captcha_ocr.steps.checkpoints import (
     Checkpoint,
     EpochCheckpoint,
     ResumableEarlyStopping,
     TrainState,
     checkpoint_key,
 )
-from captcha_ocr.config import MODEL_SECTIONS, Params, TrainParams, load_params
-from captcha_ocr.errors import CaptchaOcrError
-from captcha_ocr.files import atomic_path, write_with
-from captcha_ocr.metrics import character_error_rate, exact_match
-from captcha_ocr.model import PACKAGE, build_training_model, predict_texts
-from captcha_ocr.preprocess import (
+from captcha_ocr.steps.preprocess import (
     ARRAYS_DIR,
     REPORT_PATH,
     SPLITS_DIR,
     VOCABULARY_PATH,
     load_split,
 )
-from captcha_ocr.vocabulary import Vocabulary
 
 MODEL_PATH = Path("models/train/model.keras")
 RUN_PATH = Path("models/train/mlflow_run.json")

@@ -32,15 +32,15 @@ from mlflow.entities.model_registry import ModelVersion
 
 from captcha_ocr import tracking
 from captcha_ocr.config import Params, load_params
+from captcha_ocr.core.model import CaptchaReader, build_reader, export_saved_model, predict_texts
+from captcha_ocr.core.runtimes import OnnxReader, OpenVinoReader, export_onnx, quantize_onnx
+from captcha_ocr.core.vocabulary import Vocabulary
 from captcha_ocr.errors import CaptchaOcrError
-from captcha_ocr.evaluate import METRICS_PATH
 from captcha_ocr.files import atomic_dir, atomic_path, write_json
-from captcha_ocr.ingest import IMAGES_DIR, INFO_PATH, sha256_of
-from captcha_ocr.model import CaptchaReader, build_reader, export_saved_model, predict_texts
-from captcha_ocr.preprocess import SPLITS_DIR, VOCABULARY_PATH, load_split
-from captcha_ocr.runtimes import OnnxReader, OpenVinoReader, export_onnx, quantize_onnx
-from captcha_ocr.train import MODEL_PATH, RUN_PATH
-from captcha_ocr.vocabulary import Vocabulary
+from captcha_ocr.steps.evaluate import METRICS_PATH
+from captcha_ocr.steps.ingest import IMAGES_DIR, INFO_PATH, sha256_of
+from captcha_ocr.steps.preprocess import SPLITS_DIR, VOCABULARY_PATH, load_split
+from captcha_ocr.steps.train import MODEL_PATH, RUN_PATH
 
 READER_PATH = Path("models/export/captcha_reader.keras")
 REGISTERED_PATH = Path("models/export/registered.json")

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from captcha_ocr.core.images import ImageError, decode_image, to_grayscale
+from captcha_ocr.core.model import Reading
 from captcha_ocr.errors import CaptchaOcrError
-from captcha_ocr.export import READER_PATH
-from captcha_ocr.images import ImageError, decode_image, to_grayscale
-from captcha_ocr.model import Reading
+from captcha_ocr.steps.export import READER_PATH
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 DEFAULT_REGISTRY_URI = "models:/captcha-ocr@champion"
@@ -60,13 +60,13 @@ class Predictor:
         if local.is_dir():
             local = local / READER_PATH.name
         if local.suffix == ".keras" and local.is_file():
-            from captcha_ocr.model import CaptchaReader
+            from captcha_ocr.core.model import CaptchaReader
 
             self.reader = CaptchaReader.load(local)
             self.pyfunc = None
             self.source = {"kind": "local file", "uri": str(local.resolve())}
         elif local.suffix == ".onnx" and local.is_file():
-            from captcha_ocr.runtimes import open_onnx_reader
+            from captcha_ocr.core.runtimes import open_onnx_reader
 
             # The int8 network reads fastest; any ONNX network of ours reads.
             self.reader = open_onnx_reader(local)
@@ -89,7 +89,7 @@ class Predictor:
 
     def read(self, images: list[bytes]) -> tuple[list[str], np.ndarray]:
         if self.pyfunc is not None:
-            from captcha_ocr.serving import encode_image
+            from captcha_ocr.serving.pyfunc import encode_image
 
             frame = pd.DataFrame({"image": [encode_image(b) for b in images]})
             out = self.pyfunc.predict(frame)

@@ -19,7 +19,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-from captcha_ocr.images import ImageError, decode_image
+from captcha_ocr.core.images import ImageError, decode_image
 
 INPUT_COLUMN = "image"
 MAX_BATCH = 256
@@ -59,7 +59,7 @@ class CaptchaReaderModel(mlflow.pyfunc.PythonModel):
     """Loads the exported ``.keras`` reader from the model's artifacts."""
 
     def load_context(self, context):
-        from captcha_ocr.model import CaptchaReader
+        from captcha_ocr.core.model import CaptchaReader
 
         self.reader = CaptchaReader.load(context.artifacts["reader"])
 

@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from captcha_ocr.core.metrics import GAP, align, character_confusion
 from captcha_ocr.files import write_text
-from captcha_ocr.metrics import GAP, align, character_confusion
-from captcha_ocr.plots import figure_png, training_curves_figure
+from captcha_ocr.reporting.plots import figure_png, training_curves_figure
 
 REPORT_PATH = Path("reports/run_report.html")
 RESULT_COLUMNS = ("file", "label", "predicted", "confidence")

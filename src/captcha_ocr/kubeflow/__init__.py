@@ -1,0 +1,2 @@
+"""Kubeflow Pipelines: the components, the pipeline and ``captcha-ocr pipeline``.
+"""

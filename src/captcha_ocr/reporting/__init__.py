@@ -1,0 +1,2 @@
+"""Plots and the self-contained run report that the evaluate step writes.
+"""
