@@ -48,29 +48,27 @@ def main() -> None:
     import pandas as pd
     import tensorflow as tf
 
+    from captcha_ocr import paths
     from captcha_ocr.core.ctc import greedy_decode
     from captcha_ocr.core.model import CaptchaReader
     from captcha_ocr.core.runtimes import OnnxReader, OpenVinoReader
     from captcha_ocr.core.vocabulary import Vocabulary
-    from captcha_ocr.steps.export import INT8_ONNX_PATH, ONNX_PATH, READER_PATH, SAVED_MODEL_DIR
-    from captcha_ocr.steps.ingest import IMAGES_DIR
-    from captcha_ocr.steps.preprocess import SPLITS_DIR, load_split
-    from captcha_ocr.steps.train import MODEL_PATH
+    from captcha_ocr.steps.preprocess import load_split
 
     images = load_split("test")["images"][..., None].astype("float32")
     batch64 = np.resize(images, (64, *images.shape[1:]))
     one = images[:1]
-    files = pd.read_csv(SPLITS_DIR / "test.csv")["file"]
-    pngs = [base64.b64encode((IMAGES_DIR / f).read_bytes()).decode() for f in files]
+    files = pd.read_csv(paths.SPLITS / "test.csv")["file"]
+    pngs = [base64.b64encode((paths.RAW_IMAGES / f).read_bytes()).decode() for f in files]
     frame64 = pd.DataFrame({"image": (pngs * 2)[:64]})
     frame1 = frame64.iloc[:1]
 
-    network = keras.saving.load_model(MODEL_PATH)
-    reader = CaptchaReader.load(READER_PATH)
+    network = keras.saving.load_model(paths.TRAINED_MODEL)
+    reader = CaptchaReader.load(paths.READER)
     uint8_64, uint8_1 = batch64[..., 0].astype("uint8"), one[..., 0].astype("uint8")
-    serve = tf.saved_model.load(str(SAVED_MODEL_DIR)).signatures["serving_default"]
-    vocabulary = Vocabulary.load(ONNX_PATH.with_name("vocabulary.json"))
-    onnx = OnnxReader(ONNX_PATH, vocabulary)
+    serve = tf.saved_model.load(str(paths.SAVED_MODEL)).signatures["serving_default"]
+    vocabulary = Vocabulary.load(paths.ONNX_NETWORK.with_name("vocabulary.json"))
+    onnx = OnnxReader(paths.ONNX_NETWORK, vocabulary)
 
     def reference(x):
         return greedy_decode(np.asarray(keras.ops.softmax(network.predict(x, verbose=0))))
@@ -87,8 +85,8 @@ def main() -> None:
         ),
         "onnx (OnnxReader.read)": (lambda: onnx.read(uint8_64), lambda: onnx.read(uint8_1)),
     }
-    if INT8_ONNX_PATH.is_file():
-        int8 = OpenVinoReader(INT8_ONNX_PATH, vocabulary)
+    if paths.INT8_NETWORK.is_file():
+        int8 = OpenVinoReader(paths.INT8_NETWORK, vocabulary)
         candidates["onnx-int8 (OpenVINO)"] = (
             lambda: int8.read(uint8_64),
             lambda: int8.read(uint8_1),

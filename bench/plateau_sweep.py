@@ -21,10 +21,11 @@ import time
 import keras
 import pandas as pd
 
+from captcha_ocr import paths
 from captcha_ocr.config import TrainParams, load_params
 from captcha_ocr.core.model import build_training_model
 from captcha_ocr.core.vocabulary import Vocabulary
-from captcha_ocr.steps.preprocess import SPLITS_DIR, VOCABULARY_PATH, load_split
+from captcha_ocr.steps.preprocess import load_split
 from captcha_ocr.steps.train import ValidationReading, make_optimizer
 
 PLATEAU_LOSS = 15.0
@@ -49,9 +50,9 @@ def main() -> None:
     params = TrainParams.model_validate({**base, **overrides, "seed": seed})
 
     keras.utils.set_random_seed(seed)
-    vocabulary = Vocabulary.load(VOCABULARY_PATH)
+    vocabulary = Vocabulary.load(paths.VOCABULARY)
     train, val = load_split("train"), load_split("val")
-    val_texts = pd.read_csv(SPLITS_DIR / "val.csv", dtype=str)["label"].tolist()
+    val_texts = pd.read_csv(paths.SPLITS / "val.csv", dtype=str)["label"].tolist()
     x_train, x_val = train["images"], val["images"]
     if invert:  # dark text on light ground becomes light strokes on zero
         x_train, x_val = 255 - x_train, 255 - x_val

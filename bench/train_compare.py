@@ -46,13 +46,14 @@ import pandas as pd
 from inference import timed
 from reference import REFERENCE_PARAMS, build_reference
 
+from captcha_ocr import paths
 from captcha_ocr.config import ExportParams, TrainParams, load_params
 from captcha_ocr.core.ctc import greedy_decode
 from captcha_ocr.core.metrics import character_error_rate, exact_match
 from captcha_ocr.core.model import build_training_model, predict_texts
 from captcha_ocr.core.runtimes import OnnxReader, OpenVinoReader, export_onnx, quantize_onnx
 from captcha_ocr.core.vocabulary import Vocabulary
-from captcha_ocr.steps.preprocess import SPLITS_DIR, VOCABULARY_PATH, load_split
+from captcha_ocr.steps.preprocess import load_split
 from captcha_ocr.steps.train import (
     ValidationReading,
     make_optimizer,
@@ -89,10 +90,10 @@ class Rows(keras.callbacks.Callback):
 
 
 def load_data() -> dict[str, object]:
-    data: dict[str, object] = {"vocabulary": Vocabulary.load(VOCABULARY_PATH)}
+    data: dict[str, object] = {"vocabulary": Vocabulary.load(paths.VOCABULARY)}
     for name in ("train", "val", "test"):
         data[name] = load_split(name)
-        data[f"{name}_texts"] = pd.read_csv(SPLITS_DIR / f"{name}.csv", dtype=str)["label"].tolist()
+        data[f"{name}_texts"] = pd.read_csv(paths.split_csv(name), dtype=str)["label"].tolist()
     return data
 
 

@@ -72,15 +72,14 @@ def log_dataset_inputs() -> None:
     import pandas as pd
     from mlflow.data.http_dataset_source import HTTPDatasetSource
 
-    from captcha_ocr.steps.ingest import INFO_PATH
-    from captcha_ocr.steps.preprocess import SPLITS_DIR
+    from captcha_ocr import paths
 
-    info = json.loads(INFO_PATH.read_text())
+    info = json.loads(paths.INGEST_INFO.read_text())
     source = info["source"]
     if source.startswith(("http://", "https://")):
         source = HTTPDatasetSource(source)
     for name, context in (("train", "training"), ("val", "validation"), ("test", "testing")):
-        frame = pd.read_csv(SPLITS_DIR / f"{name}.csv", dtype=str)
+        frame = pd.read_csv(paths.SPLITS / f"{name}.csv", dtype=str)
         with warnings.catch_warnings():
             # A local path matches two of MLflow's source types; either is right.
             warnings.simplefilter("ignore", UserWarning)

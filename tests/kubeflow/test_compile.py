@@ -13,6 +13,7 @@ import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
+from captcha_ocr import paths
 from captcha_ocr.config import ParamsError
 from captcha_ocr.kubeflow.cli import (
     PipelineError,
@@ -21,7 +22,6 @@ from captcha_ocr.kubeflow.cli import (
     compile_pipeline,
     load_pipeline_module,
 )
-from captcha_ocr.kubeflow.workspace import STEP_OUTPUTS
 
 from ..conftest import PROJECT_ROOT
 
@@ -161,12 +161,12 @@ def test_overrides_are_checked_like_params_yaml(module):
 
 def test_each_step_writes_what_its_dvc_stage_declares():
     stages = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
-    for step, outputs in STEP_OUTPUTS.items():
+    for step, outputs in paths.STEP_OUTPUTS.items():
         declared = set()
         for kind in ("outs", "metrics", "plots"):
             for entry in stages[step].get(kind, []):
                 declared.add(next(iter(entry)) if isinstance(entry, dict) else entry)
-        assert set(outputs) == declared, step
+        assert {str(p) for p in outputs} == declared, step
 
 
 def test_tracking_uri_is_made_absolute_and_kept_free_of_credentials(tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ import threading
 import pytest
 from mlflow import MlflowClient
 
-from captcha_ocr import registry
+from captcha_ocr import paths, registry
 from captcha_ocr.config import PromoteParams
 from captcha_ocr.files import write_json
 from captcha_ocr.registry import CHAMPION, LOCK_SUFFIX, PromotionError, promote
@@ -95,10 +95,9 @@ def test_a_stale_lock_from_a_crashed_promotion_is_broken(store, monkeypatch, cap
 
 
 def test_promote_step_takes_the_version_its_export_registered(store):
-    from captcha_ocr.steps import export
     from captcha_ocr.steps import promote as promote_step
 
-    assert promote_step.REGISTERED_PATH == export.REGISTERED_PATH
+    assert paths.REGISTERED == paths.REGISTERED
     client = MlflowClient()
     client.create_registered_model("mine")
     ours = add_version(client, "mine", str(store / "model"), 0.9)
@@ -106,6 +105,6 @@ def test_promote_step_takes_the_version_its_export_registered(store):
     (store / "params.yaml").write_text(
         "export:\n  model_name: mine\npromote:\n  min_exact_match: 0.5\n"
     )
-    write_json(store / export.REGISTERED_PATH, {"name": "mine", "version": ours})
+    write_json(store / paths.REGISTERED, {"name": "mine", "version": ours})
     promote_step.main([])
     assert str(client.get_model_version_by_alias("mine", CHAMPION).version) == ours

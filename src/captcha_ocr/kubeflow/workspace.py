@@ -21,30 +21,9 @@ from pathlib import Path
 
 import yaml
 
+from captcha_ocr import paths
 from captcha_ocr.errors import CaptchaOcrError
 
-# What each step writes, relative to the project folder: dvc.yaml's outs,
-# metrics and plots of the stage (a test keeps the two in step).
-STEP_OUTPUTS: dict[str, tuple[str, ...]] = {
-    "ingest": ("data/raw/captcha_images_v2.zip", "data/raw/images", "data/raw/ingest.json"),
-    "preprocess": (
-        "data/splits",
-        "data/prepared",
-        "data/vocabulary.json",
-        "reports/data_report.json",
-    ),
-    "train": ("models/train", "reports/train_history.csv"),
-    "evaluate": (
-        "reports/metrics.json",
-        "reports/test_errors.csv",
-        "reports/char_confusion.csv",
-        "reports/test_predictions.png",
-        "reports/training_curves.png",
-        "reports/run_report.html",
-    ),
-    "export": ("models/export",),
-    "promote": ("reports/promotion.json",),
-}
 # Steps that log to MLflow and so need a store that outlives them.
 TRACKED_STEPS = ("train", "evaluate", "export", "promote")
 
@@ -69,8 +48,8 @@ def run_step(
     """
     from captcha_ocr.cli import main as cli
 
-    if step not in STEP_OUTPUTS:
-        raise StepFailed(f"unknown step {step!r}; steps: {', '.join(STEP_OUTPUTS)}")
+    if step not in paths.STEP_OUTPUTS:
+        raise StepFailed(f"unknown step {step!r}; steps: {', '.join(paths.STEP_OUTPUTS)}")
     if step in TRACKED_STEPS and not (tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")):
         # A store inside the scratch folder would vanish with it, and the next
         # step could not find the run: name a store every step can reach.
@@ -83,10 +62,10 @@ def run_step(
             code = cli([step, "--params", "params.yaml", *extra_args])
         if code != 0:
             raise StepFailed(f"captcha-ocr {step} failed (exit code {code}); see the log above")
-        return collect(scratch, STEP_OUTPUTS[step], Path(output))
+        return collect(scratch, paths.STEP_OUTPUTS[step], Path(output))
 
 
-def collect(scratch: Path, relative_paths: Sequence[str], output: Path) -> Path:
+def collect(scratch: Path, relative_paths: Sequence[str | Path], output: Path) -> Path:
     """Copy the step's outputs from ``scratch`` to ``output``, keeping their paths."""
     for relative in relative_paths:
         source = scratch / relative

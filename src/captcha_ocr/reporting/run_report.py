@@ -3,7 +3,7 @@
 Data summary, training curves, test metrics, character confusion and every
 wrong test prediction with its image. Styles and images are inline (PNG data
 URIs), so the file opens offline, from an MLflow artifact view or a pipeline
-UI, with nothing beside it. The evaluate step writes it to ``REPORT_PATH``;
+UI, with nothing beside it. The evaluate step writes it to ``paths.RUN_REPORT``;
 anything else that has the same results can call ``write_run_report``.
 """
 
@@ -24,7 +24,6 @@ from captcha_ocr.core.metrics import GAP, align, character_confusion
 from captcha_ocr.files import write_text
 from captcha_ocr.reporting.plots import figure_png, training_curves_figure
 
-REPORT_PATH = Path("reports/run_report.html")
 RESULT_COLUMNS = ("file", "label", "predicted", "confidence")
 MAX_REJECTED_ROWS = 100
 

@@ -25,16 +25,14 @@ import numpy as np
 import pandas as pd
 from starlette.requests import Request
 
+from captcha_ocr import paths
 from captcha_ocr.core.images import ImageError, to_grayscale
 from captcha_ocr.errors import CaptchaOcrError
 from captcha_ocr.serving.predict import DEFAULT_REGISTRY_URI, IMAGE_SUFFIXES, Predictor
 from captcha_ocr.serving.pyfunc import MAX_IMAGE_BYTES
-from captcha_ocr.steps.export import READER_PATH
 
 DEFAULT_PORT = 8000
 GALLERY_SIZE = 12
-TEST_SPLIT = Path("data/splits/test.csv")
-RAW_IMAGES = Path("data/raw/images")
 # A base64 body is 4/3 of the image; multipart adds headers and boundaries.
 MAX_BODY_BYTES = MAX_IMAGE_BYTES * 4 // 3 + 64 * 1024
 TOO_BIG = f": images of up to {MAX_IMAGE_BYTES // 2**20} MiB are read"
@@ -50,9 +48,9 @@ def gallery_images(folder: Path | None = None, limit: int = GALLERY_SIZE) -> dic
     """Sample images by file name: from ``folder``, else the pipeline's test split."""
     if folder is not None:
         paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    elif TEST_SPLIT.is_file() and RAW_IMAGES.is_dir():
-        files = pd.read_csv(TEST_SPLIT, dtype=str)["file"]
-        paths = [RAW_IMAGES / f for f in files if (RAW_IMAGES / f).is_file()]
+    elif paths.split_csv("test").is_file() and paths.RAW_IMAGES.is_dir():
+        files = pd.read_csv(paths.split_csv("test"), dtype=str)["file"]
+        paths = [paths.RAW_IMAGES / f for f in files if (paths.RAW_IMAGES / f).is_file()]
     else:
         paths = []
     return {p.name: p for p in paths[:limit]}
@@ -202,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         predictor = Predictor(args.model)
     except CaptchaOcrError as err:
-        raise CaptchaOcrError(f"{err} (or try --model {READER_PATH.parent})") from None
+        raise CaptchaOcrError(f"{err} (or try --model {paths.READER.parent})") from None
     app = create_app(predictor, gallery_images(args.gallery))
     source = predictor.source
     if "version" in source:

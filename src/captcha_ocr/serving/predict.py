@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from captcha_ocr import paths
 from captcha_ocr.core.images import ImageError, decode_image, to_grayscale
 from captcha_ocr.core.model import Reading
 from captcha_ocr.errors import CaptchaOcrError
-from captcha_ocr.steps.export import READER_PATH
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 DEFAULT_REGISTRY_URI = "models:/captcha-ocr@champion"
@@ -58,7 +58,7 @@ class Predictor:
     def __init__(self, model: str):
         local = Path(model)
         if local.is_dir():
-            local = local / READER_PATH.name
+            local = local / paths.READER.name
         if local.suffix == ".keras" and local.is_file():
             from captcha_ocr.core.model import CaptchaReader
 
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="reader file/folder, ONNX network or MLflow model URI")
     parser.add_argument("--json", action="store_true", help="one JSON list on stdout")
     args = parser.parse_args(argv)
-    model = args.model or (str(READER_PATH) if READER_PATH.is_file() else DEFAULT_REGISTRY_URI)
+    model = args.model or (str(paths.READER) if paths.READER.is_file() else DEFAULT_REGISTRY_URI)
     predictor = Predictor(model)
 
     rows, good_names, good_bytes = [], [], []

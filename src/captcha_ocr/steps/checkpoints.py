@@ -27,10 +27,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from captcha_ocr import paths
 from captcha_ocr.config import TrainParams
 from captcha_ocr.files import atomic_path, write_json
-
-CHECKPOINT_ROOT = Path(".checkpoints/train")
 
 
 @dataclass
@@ -55,7 +54,7 @@ def checkpoint_key(params: TrainParams, data_files: list[Path]) -> str:
 class Checkpoint:
     """The checkpoint folder of one training setup (params + data)."""
 
-    def __init__(self, key: str, root: Path = CHECKPOINT_ROOT):
+    def __init__(self, key: str, root: Path = paths.CHECKPOINTS):
         self.root, self.folder = Path(root), Path(root) / key
 
     def load(self) -> TrainState | None:

@@ -9,37 +9,27 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import keras
 import mlflow
 import pandas as pd
 
-from captcha_ocr import tracking
+from captcha_ocr import paths, tracking
 from captcha_ocr.config import EvaluateParams, load_params
 from captcha_ocr.core.metrics import character_confusion, character_error_rate, exact_match
 from captcha_ocr.core.model import predict_texts
 from captcha_ocr.core.vocabulary import Vocabulary
 from captcha_ocr.files import write_json, write_with
 from captcha_ocr.reporting.plots import prediction_grid, training_curves
-from captcha_ocr.reporting.run_report import REPORT_PATH, write_run_report
-from captcha_ocr.steps.preprocess import REPORT_PATH as DATA_REPORT_PATH
-from captcha_ocr.steps.preprocess import SPLITS_DIR, VOCABULARY_PATH, load_split
-from captcha_ocr.steps.train import HISTORY_PATH, MODEL_PATH, RUN_PATH
-
-REPORTS = Path("reports")
-METRICS_PATH = REPORTS / "metrics.json"
-ERRORS_PATH = REPORTS / "test_errors.csv"
-CONFUSION_PATH = REPORTS / "char_confusion.csv"
-GRID_PATH = REPORTS / "test_predictions.png"
-CURVES_PATH = REPORTS / "training_curves.png"
+from captcha_ocr.reporting.run_report import write_run_report
+from captcha_ocr.steps.preprocess import load_split
 
 
 def evaluate(params: EvaluateParams) -> dict[str, float]:
-    vocabulary = Vocabulary.load(VOCABULARY_PATH)
-    model = keras.saving.load_model(MODEL_PATH, safe_mode=True)
+    vocabulary = Vocabulary.load(paths.VOCABULARY)
+    model = keras.saving.load_model(paths.TRAINED_MODEL, safe_mode=True)
     images = load_split("test")["images"]
-    test = pd.read_csv(SPLITS_DIR / "test.csv", dtype=str)
+    test = pd.read_csv(paths.SPLITS / "test.csv", dtype=str)
     truths = test["label"].tolist()
     predicted, confidence = predict_texts(model, images, vocabulary)
 
@@ -49,11 +39,11 @@ def evaluate(params: EvaluateParams) -> dict[str, float]:
         "test_samples": len(truths),
         "test_errors": sum(t != p for t, p in zip(truths, predicted, strict=True)),
     }
-    write_json(METRICS_PATH, metrics)
+    write_json(paths.METRICS, metrics)
 
     results = test.assign(predicted=predicted, confidence=confidence.round(4))
     errors = results[results["label"] != results["predicted"]]
-    write_with(ERRORS_PATH, lambda p: errors.to_csv(p, index=False))
+    write_with(paths.TEST_ERRORS, lambda p: errors.to_csv(p, index=False))
     confusion = pd.DataFrame(
         [
             {"actual": t, "predicted": p, "count": n}
@@ -62,47 +52,51 @@ def evaluate(params: EvaluateParams) -> dict[str, float]:
     )
     # DVC's confusion template counts rows, so write one row per aligned pair.
     pairs = confusion.loc[confusion.index.repeat(confusion["count"]), ["actual", "predicted"]]
-    write_with(CONFUSION_PATH, lambda p: pairs.to_csv(p, index=False))
+    write_with(paths.CHAR_CONFUSION, lambda p: pairs.to_csv(p, index=False))
 
     # The grid leads with the mistakes: they are what a reader wants to see.
     order = list(errors.index) + [i for i in results.index if i not in set(errors.index)]
     shown = order[: params.sample_grid]
     prediction_grid(
-        images[shown], [truths[i] for i in shown], [predicted[i] for i in shown], GRID_PATH
+        images[shown],
+        [truths[i] for i in shown],
+        [predicted[i] for i in shown],
+        paths.TEST_PREDICTIONS_PNG,
     )
-    history = pd.read_csv(HISTORY_PATH)
-    training_curves(history, CURVES_PATH)
+    history = pd.read_csv(paths.TRAIN_HISTORY)
+    training_curves(history, paths.TRAINING_CURVES_PNG)
 
-    run = json.loads(RUN_PATH.read_text())
+    run = json.loads(paths.MLFLOW_RUN.read_text())
     write_run_report(
-        REPORT_PATH,
+        paths.RUN_REPORT,
         metrics=metrics,
         results=results,
         images=images,
         history=history,
-        data_report=json.loads(DATA_REPORT_PATH.read_text()),
+        data_report=json.loads(paths.DATA_REPORT.read_text()),
         run={
-            "model": str(MODEL_PATH),
+            "model": str(paths.TRAINED_MODEL),
             "MLflow run": run["run_id"],
             "MLflow store": run["tracking_uri"],
         },
     )
 
-    with tracking.resume_run(RUN_PATH):
+    with tracking.resume_run(paths.MLFLOW_RUN):
         mlflow.log_metrics(metrics)
         for path in (
-            METRICS_PATH,
-            ERRORS_PATH,
-            CONFUSION_PATH,
-            GRID_PATH,
-            CURVES_PATH,
-            REPORT_PATH,
+            paths.METRICS,
+            paths.TEST_ERRORS,
+            paths.CHAR_CONFUSION,
+            paths.TEST_PREDICTIONS_PNG,
+            paths.TRAINING_CURVES_PNG,
+            paths.RUN_REPORT,
         ):
             mlflow.log_artifact(str(path), "reports")
     print(
         f"evaluate: test exact match {metrics['test_exact_match']:.4f}, "
         f"CER {metrics['test_cer']:.4f} on {len(truths)} images "
-        f"({metrics['test_errors']} wrong, listed in {ERRORS_PATH}); report: {REPORT_PATH}"
+        f"({metrics['test_errors']} wrong, listed in {paths.TEST_ERRORS}); "
+        f"report: {paths.RUN_REPORT}"
     )
     return metrics
 

@@ -30,23 +30,17 @@ import mlflow
 import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 
-from captcha_ocr import tracking
+from captcha_ocr import paths, tracking
 from captcha_ocr.config import Params, load_params
 from captcha_ocr.core.model import CaptchaReader, build_reader, export_saved_model, predict_texts
 from captcha_ocr.core.runtimes import OnnxReader, OpenVinoReader, export_onnx, quantize_onnx
 from captcha_ocr.core.vocabulary import Vocabulary
 from captcha_ocr.errors import CaptchaOcrError
 from captcha_ocr.files import atomic_dir, atomic_path, write_json
-from captcha_ocr.steps.evaluate import METRICS_PATH
-from captcha_ocr.steps.ingest import IMAGES_DIR, INFO_PATH, sha256_of
-from captcha_ocr.steps.preprocess import SPLITS_DIR, VOCABULARY_PATH, load_split
-from captcha_ocr.steps.train import MODEL_PATH, RUN_PATH
+from captcha_ocr.steps.ingest import sha256_of
+from captcha_ocr.steps.preprocess import load_split
 
-READER_PATH = Path("models/export/captcha_reader.keras")
-REGISTERED_PATH = Path("models/export/registered.json")
-SAVED_MODEL_DIR = Path("models/export/saved_model")
-ONNX_PATH = Path("models/export/captcha_network.onnx")
-INT8_ONNX_PATH = Path("models/export/captcha_network_int8.onnx")
+paths.INT8_NETWORK = Path("models/export/captcha_network_int8.onnx")
 
 
 class ExportError(CaptchaOcrError):
@@ -54,8 +48,8 @@ class ExportError(CaptchaOcrError):
 
 
 def export(params: Params) -> Path:
-    vocabulary = Vocabulary.load(VOCABULARY_PATH)
-    model = keras.saving.load_model(MODEL_PATH, safe_mode=True)
+    vocabulary = Vocabulary.load(paths.VOCABULARY)
+    model = keras.saving.load_model(paths.TRAINED_MODEL, safe_mode=True)
     reader = CaptchaReader(build_reader(model, vocabulary))
 
     images = load_split("test")["images"]
@@ -65,23 +59,23 @@ def export(params: Params) -> Path:
     if disagree:
         raise ExportError(f"the reader disagrees with evaluation on {disagree} test images")
 
-    with atomic_path(READER_PATH) as tmp:
+    with atomic_path(paths.READER) as tmp:
         reader.model.save(tmp)
-    with atomic_dir(SAVED_MODEL_DIR) as tmp:
+    with atomic_dir(paths.SAVED_MODEL) as tmp:
         export_saved_model(reader.model, tmp)
-    with atomic_path(ONNX_PATH) as tmp:
+    with atomic_path(paths.ONNX_NETWORK) as tmp:
         export_onnx(model, tmp)
-    vocabulary.save(ONNX_PATH.with_name("vocabulary.json"))
-    check_agrees("the ONNX model", OnnxReader(ONNX_PATH, vocabulary).read(images)[0], got)
-    INT8_ONNX_PATH.unlink(missing_ok=True)  # never leave a stale one beside a new network
+    vocabulary.save(paths.ONNX_NETWORK.with_name("vocabulary.json"))
+    check_agrees("the ONNX model", OnnxReader(paths.ONNX_NETWORK, vocabulary).read(images)[0], got)
+    paths.INT8_NETWORK.unlink(missing_ok=True)  # never leave a stale one beside a new network
     if params.export.int8:
         export_int8(params.export.calibration_images, vocabulary, images, got)
-    with tracking.resume_run(RUN_PATH):
-        version = publish(READER_PATH, params)
-    write_json(REGISTERED_PATH, {"name": version.name, "version": str(version.version)})
-    print(f"export: reader saved to {READER_PATH} (vocabulary {vocabulary.characters!r})")
+    with tracking.resume_run(paths.MLFLOW_RUN):
+        version = publish(paths.READER, params)
+    write_json(paths.REGISTERED, {"name": version.name, "version": str(version.version)})
+    print(f"export: reader saved to {paths.READER} (vocabulary {vocabulary.characters!r})")
     print(f"export: registered as {version.name} version {version.version}")
-    return READER_PATH
+    return paths.READER
 
 
 def check_agrees(what: str, texts: list[str], reader_texts: list[str]) -> None:
@@ -98,10 +92,10 @@ def export_int8(
     Texts may differ where the reader is wrong too: a barely trained network
     reads noise, and int8 reads slightly different noise.
     """
-    test = pd.read_csv(SPLITS_DIR / "test.csv", dtype=str)
+    test = pd.read_csv(paths.SPLITS / "test.csv", dtype=str)
     calibration = load_split("train")["images"][:calibration_images]
-    with atomic_path(INT8_ONNX_PATH) as tmp:
-        quantize_onnx(ONNX_PATH, tmp, calibration)
+    with atomic_path(paths.INT8_NETWORK) as tmp:
+        quantize_onnx(paths.ONNX_NETWORK, tmp, calibration)
         int8_texts = OpenVinoReader(tmp, vocabulary).read(images)[0]
         lost = lost_captchas(test["file"], test["label"], reader_texts, int8_texts)
         if lost:
@@ -113,7 +107,7 @@ def export_int8(
     differ = sum(a != b for a, b in zip(int8_texts, reader_texts, strict=True))
     texts = f"{differ} of {len(images)} texts differ, on captchas both misread"
     print(
-        f"export: int8 network saved to {INT8_ONNX_PATH}; it reads every test captcha "
+        f"export: int8 network saved to {paths.INT8_NETWORK}; it reads every test captcha "
         f"the reader reads ({texts if differ else 'the same texts'})"
     )
 
@@ -129,20 +123,20 @@ def publish(reader_path: Path, params: Params) -> ModelVersion:
     from captcha_ocr.registry import register_reader
 
     mlflow.log_artifact(str(reader_path), "export")
-    mlflow.log_artifacts(str(SAVED_MODEL_DIR), "export/saved_model")
-    mlflow.log_artifact(str(ONNX_PATH), "export")
-    if INT8_ONNX_PATH.exists():
-        mlflow.log_artifact(str(INT8_ONNX_PATH), "export")
+    mlflow.log_artifacts(str(paths.SAVED_MODEL), "export/saved_model")
+    mlflow.log_artifact(str(paths.ONNX_NETWORK), "export")
+    if paths.INT8_NETWORK.exists():
+        mlflow.log_artifact(str(paths.INT8_NETWORK), "export")
     # The ONNX network gives logits; its vocabulary turns them into text.
-    mlflow.log_artifact(str(ONNX_PATH.with_name("vocabulary.json")), "export")
+    mlflow.log_artifact(str(paths.ONNX_NETWORK.with_name("vocabulary.json")), "export")
     tags = {
-        "dataset_sha256": json.loads(INFO_PATH.read_text())["sha256"],
-        "test_split_sha256": sha256_of(SPLITS_DIR / "test.csv"),
+        "dataset_sha256": json.loads(paths.INGEST_INFO.read_text())["sha256"],
+        "test_split_sha256": sha256_of(paths.SPLITS / "test.csv"),
         "params": json.dumps(params.model_dump(), sort_keys=True),
     }
-    test = pd.read_csv(SPLITS_DIR / "test.csv", dtype=str)
-    example_png = (IMAGES_DIR / test["file"][0]).read_bytes()
-    metrics = json.loads(METRICS_PATH.read_text())
+    test = pd.read_csv(paths.SPLITS / "test.csv", dtype=str)
+    example_png = (paths.RAW_IMAGES / test["file"][0]).read_bytes()
+    metrics = json.loads(paths.METRICS.read_text())
     return register_reader(reader_path, params.export.model_name, metrics, tags, example_png)
 
 

@@ -21,13 +21,10 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
+from captcha_ocr import paths
 from captcha_ocr.config import IngestParams, load_params
 from captcha_ocr.errors import CaptchaOcrError
 from captcha_ocr.files import atomic_dir, atomic_path, write_json
-
-ZIP_PATH = Path("data/raw/captcha_images_v2.zip")
-IMAGES_DIR = Path("data/raw/images")
-INFO_PATH = Path("data/raw/ingest.json")
 
 # Limits against zip bombs: far above the real archive (1040 files, ~9 MB).
 MAX_ENTRIES = 100_000
@@ -45,9 +42,9 @@ class IngestError(CaptchaOcrError):
 
 def ingest(
     params: IngestParams,
-    zip_path: Path = ZIP_PATH,
-    images_dir: Path = IMAGES_DIR,
-    info_path: Path = INFO_PATH,
+    zip_path: Path = paths.RAW_ZIP,
+    images_dir: Path = paths.RAW_IMAGES,
+    info_path: Path = paths.INGEST_INFO,
 ) -> dict[str, object]:
     source = params.resolved_source()
     fetch(source, zip_path, expected_sha256=params.sha256)

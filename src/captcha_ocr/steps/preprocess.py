@@ -18,18 +18,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from captcha_ocr import paths
 from captcha_ocr.config import PreprocessParams, load_params
 from captcha_ocr.core.images import ImageError, decode_image
 from captcha_ocr.core.vocabulary import Vocabulary
 from captcha_ocr.errors import CaptchaOcrError
 from captcha_ocr.files import write_json, write_with
-from captcha_ocr.steps.ingest import IMAGES_DIR
 
 SPLITS = ("train", "val", "test")
-SPLITS_DIR = Path("data/splits")
-ARRAYS_DIR = Path("data/prepared")
-VOCABULARY_PATH = Path("data/vocabulary.json")
-REPORT_PATH = Path("reports/data_report.json")
 
 
 class DataError(CaptchaOcrError):
@@ -113,11 +109,11 @@ def to_arrays(
 
 def preprocess(
     params: PreprocessParams,
-    images_dir: Path = IMAGES_DIR,
-    splits_dir: Path = SPLITS_DIR,
-    arrays_dir: Path = ARRAYS_DIR,
-    vocabulary_path: Path = VOCABULARY_PATH,
-    report_path: Path = REPORT_PATH,
+    images_dir: Path = paths.RAW_IMAGES,
+    splits_dir: Path = paths.SPLITS,
+    arrays_dir: Path = paths.PREPARED,
+    vocabulary_path: Path = paths.VOCABULARY,
+    report_path: Path = paths.DATA_REPORT,
 ) -> dict:
     if not images_dir.is_dir():
         raise DataError(f"{images_dir}: no images folder; run the ingest step first")
@@ -162,7 +158,7 @@ def preprocess(
     return report
 
 
-def load_split(name: str, arrays_dir: Path = ARRAYS_DIR) -> dict[str, np.ndarray]:
+def load_split(name: str, arrays_dir: Path = paths.PREPARED) -> dict[str, np.ndarray]:
     with np.load(arrays_dir / f"{name}.npz") as data:
         return {key: data[key] for key in data.files}
 

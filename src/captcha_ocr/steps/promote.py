@@ -12,16 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from captcha_ocr import tracking
+from captcha_ocr import paths, tracking
 from captcha_ocr.config import load_params
 from captcha_ocr.files import write_json
 from captcha_ocr.registry import format_table, promote
 
-RESULT_PATH = Path("reports/promotion.json")
-# export.REGISTERED_PATH, not imported from there: that would load TensorFlow.
-REGISTERED_PATH = Path("models/export/registered.json")
+# paths.REGISTERED, not imported from there: that would load TensorFlow.
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -44,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
         force=args.force,
         reason=args.reason,
     )
-    write_json(RESULT_PATH, result)
+    write_json(paths.PROMOTION, result)
     print(format_table(result))
     print(
         "results: `dvc metrics show` (test metrics), `dvc plots show` (curves, confusion),\n"
@@ -55,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def exported_version(model_name: str) -> str | None:
     """The version the export step registered here, if it registered ``model_name``."""
-    if not REGISTERED_PATH.is_file():
+    if not paths.REGISTERED.is_file():
         return None
-    registered = json.loads(REGISTERED_PATH.read_text())
+    registered = json.loads(paths.REGISTERED.read_text())
     return str(registered["version"]) if registered.get("name") == model_name else None

@@ -19,14 +19,13 @@ import math
 import signal
 import sys
 import time
-from pathlib import Path
 
 import keras
 import mlflow
 import numpy as np
 import pandas as pd
 
-from captcha_ocr import tracking
+from captcha_ocr import paths, tracking
 from captcha_ocr.config import MODEL_SECTIONS, Params, TrainParams, load_params
 from captcha_ocr.core.metrics import character_error_rate, exact_match
 from captcha_ocr.core.model import PACKAGE, build_training_model, predict_texts
@@ -40,19 +39,9 @@ from captcha_ocr.steps.checkpoints import (
     TrainState,
     checkpoint_key,
 )
-from captcha_ocr.steps.preprocess import (
-    ARRAYS_DIR,
-    REPORT_PATH,
-    SPLITS_DIR,
-    VOCABULARY_PATH,
-    load_split,
-)
+from captcha_ocr.steps.preprocess import load_split
 
-MODEL_PATH = Path("models/train/model.keras")
-RUN_PATH = Path("models/train/mlflow_run.json")
 # Written only when the tracking server could not take some of the logs.
-UNLOGGED_PATH = Path("models/train/mlflow_unlogged.json")
-HISTORY_PATH = Path("reports/train_history.csv")
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -143,12 +132,12 @@ def distribution_strategy(device_type: str = "GPU"):
 def train(params: Params) -> keras.Model:
     p = params.train
     keras.utils.set_random_seed(p.seed)
-    vocabulary = Vocabulary.load(VOCABULARY_PATH)
+    vocabulary = Vocabulary.load(paths.VOCABULARY)
     data = {name: load_split(name) for name in ("train", "val")}
-    val_texts = pd.read_csv(SPLITS_DIR / "val.csv", dtype=str)["label"].tolist()
+    val_texts = pd.read_csv(paths.SPLITS / "val.csv", dtype=str)["label"].tolist()
     height, width = data["train"]["images"].shape[1:]
 
-    data_files = [ARRAYS_DIR / "train.npz", ARRAYS_DIR / "val.npz", VOCABULARY_PATH]
+    data_files = [paths.PREPARED / "train.npz", paths.PREPARED / "val.npz", paths.VOCABULARY]
     checkpoint = Checkpoint(checkpoint_key(p, data_files))
     checkpoint.drop_others()
     state = checkpoint.load() or TrainState()
@@ -167,7 +156,7 @@ def train(params: Params) -> keras.Model:
             state, model = TrainState(), compiled_model()
     if state.epoch:
         print(f"train: resuming after epoch {state.epoch} from {checkpoint.folder}")
-    UNLOGGED_PATH.unlink(missing_ok=True)  # from an earlier run, outside DVC
+    paths.MLFLOW_UNLOGGED.unlink(missing_ok=True)  # from an earlier run, outside DVC
 
     run = start_run(state, params, model)
     log = tracking.RunLog()
@@ -183,11 +172,11 @@ def train(params: Params) -> keras.Model:
             "best_val_exact_match": float(frame["val_exact_match"][best]),
         }
         log("summary metrics", lambda: mlflow.log_metrics(summary), data=summary)
-        log("reports/train_history.csv", lambda: mlflow.log_artifact(str(HISTORY_PATH), "reports"))
-        log("reports/data_report.json", lambda: mlflow.log_artifact(str(REPORT_PATH), "reports"))
+        for report in (paths.TRAIN_HISTORY, paths.DATA_REPORT):
+            log(str(report), lambda r=report: mlflow.log_artifact(str(r), "reports"))
         example = data["val"]["images"][:2]
         log("logged model 'model'", lambda: tracking.log_keras_model(trained, example))
-        log.finish(UNLOGGED_PATH)
+        log.finish(paths.MLFLOW_UNLOGGED)
     except BaseException as err:
         # Ctrl-C or SIGTERM: KILLED; anything else: FAILED. The checkpoint stays for a rerun.
         killed = isinstance(err, KeyboardInterrupt | SystemExit)
@@ -200,7 +189,7 @@ def train(params: Params) -> keras.Model:
     print(
         f"train: {len(frame)} epochs in {seconds:.0f} s, best epoch {best + 1} "
         f"(val_loss {summary['best_val_loss']:.3f}, val exact match "
-        f"{summary['best_val_exact_match']:.3f}); model in {MODEL_PATH}, "
+        f"{summary['best_val_exact_match']:.3f}); model in {paths.TRAINED_MODEL}, "
         f"MLflow run {run.info.run_id}"
     )
     return trained
@@ -231,7 +220,7 @@ def start_run(state: TrainState, params: Params, model: keras.Model) -> mlflow.A
         raise CaptchaOcrError(
             tracking.redact(f"MLflow tracking at {tracking.tracking_uri()} is not usable: {err}")
         ) from None
-    tracking.save_run_ref(RUN_PATH, run)
+    tracking.save_run_ref(paths.MLFLOW_RUN, run)
     return run
 
 
@@ -270,9 +259,9 @@ def fit(
     )
     seconds = time.perf_counter() - started
     frame = pd.DataFrame(state.rows)
-    write_with(HISTORY_PATH, lambda path: frame.to_csv(path, index=False))
+    write_with(paths.TRAIN_HISTORY, lambda path: frame.to_csv(path, index=False))
     trained = without_optimizer(model)
-    with atomic_path(MODEL_PATH) as tmp:
+    with atomic_path(paths.TRAINED_MODEL) as tmp:
         trained.save(tmp)
     return trained, frame, seconds
 
