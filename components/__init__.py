@@ -1,22 +1,22 @@
-"""Kubeflow Pipelines (KFP v2) components: one per pipeline step.
+"""The Kubeflow Pipelines components, one per step: defined in ``captcha_ocr.kubeflow``.
 
-Each component is a thin wrapper: it hands its input artifacts and params to
-``captcha_ocr.workspace.run_step``, which runs the same ``captcha-ocr STEP``
-command that ``dvc.yaml`` runs, and turns the step's files into typed KFP
-artifacts. KFP ships only a component function's source to the pod, so each
-function imports the project inside its body; the image has it installed.
+Kept here so that ``from components import train_model`` works from the project
+folder, as the pipeline's users expect; the installed package is the source.
 """
 
-from components.evaluate import evaluate_model
-from components.export import export_model
-from components.ingest import ingest_data
-from components.preprocess import preprocess_data
-from components.promote import evaluation_gate, promote_model
-from components.train import train_model
+from captcha_ocr.kubeflow.components import (
+    evaluate_model,
+    export_model,
+    ingest_data,
+    preprocess_data,
+    promote_model,
+    train_model,
+)
+from captcha_ocr.kubeflow.image import IMAGE
 
 __all__ = [
+    "IMAGE",
     "evaluate_model",
-    "evaluation_gate",
     "export_model",
     "ingest_data",
     "preprocess_data",

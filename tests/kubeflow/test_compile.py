@@ -31,13 +31,13 @@ TASKS = {
     "train-model": "train",
     "evaluate-model": "evaluate",
     "export-model": "export",
-    "evaluation-gate": "gate",
+    "promote-model": "promote",
 }
 
 
 @pytest.fixture(scope="module")
 def module():
-    return load_pipeline_module(PROJECT_ROOT)
+    return load_pipeline_module()
 
 
 def compile_to(module, tmp_path: Path, **options) -> tuple[dict, dict | None]:
@@ -57,15 +57,11 @@ def test_every_step_is_a_task_with_its_settings(module, tmp_path):
     tasks = spec["root"]["dag"]["tasks"]
     assert {name: tasks[name]["taskInfo"]["name"] for name in TASKS} == TASKS
 
-    # Promote runs only inside the gate's condition, on the gate's single output.
-    condition = next(t for t in tasks.values() if "triggerPolicy" in t)
-    assert "evaluation-gate-Output" in condition["triggerPolicy"]["condition"]
-    inner = spec["components"][condition["componentRef"]["name"]]["dag"]["tasks"]
-    assert list(inner) == ["promote-model"]
-    # ... and promotes the version that export registered.
-    version = inner["promote-model"]["inputs"]["parameters"]["version"]
-    channel = condition["inputs"]["parameters"][version["componentInputParameter"]]
-    assert channel["taskOutputParameter"] == {
+    # Promote always runs, as under DVC (the registry's gate decides the alias), on
+    # the version that export registered.
+    assert not any("triggerPolicy" in t for t in tasks.values())
+    version = tasks["promote-model"]["inputs"]["parameters"]["version"]
+    assert version["taskOutputParameter"] == {
         "outputParameterKey": "Output",
         "producerTask": "export-model",
     }
@@ -75,7 +71,7 @@ def test_every_step_is_a_task_with_its_settings(module, tmp_path):
         assert tasks[name]["cachingOptions"]["enableCache"] is True, name
     # Registry writes are never taken from cache.
     assert tasks["export-model"]["cachingOptions"].get("enableCache", False) is False
-    assert inner["promote-model"]["cachingOptions"].get("enableCache", False) is False
+    assert tasks["promote-model"]["cachingOptions"].get("enableCache", False) is False
 
     executors = spec["deploymentSpec"]["executors"]
     resources = executors["exec-train-model"]["container"]["resources"]
@@ -86,7 +82,6 @@ def test_every_step_is_a_task_with_its_settings(module, tmp_path):
         ("exec-preprocess-data", "preprocess"),
         ("exec-evaluate-model", "evaluate"),
         ("exec-export-model", "export"),
-        ("exec-evaluation-gate", "gate"),
         ("exec-promote-model", "promote"),
     ]:
         resources = executors[executor]["container"]["resources"]
@@ -177,3 +172,24 @@ def test_tracking_uri_is_made_absolute_and_kept_free_of_credentials(tmp_path, mo
     assert checked_tracking_uri("http://mlflow:5000") == "http://mlflow:5000"
     with pytest.raises(PipelineError, match="mlflow-secret"):
         checked_tracking_uri("http://bob:pw@mlflow:5000")
+
+
+def test_the_pipeline_compiles_from_any_folder(tmp_path):
+    # The pipeline ships in the installed package: no project folder on sys.path.
+    out = tmp_path / "pipeline.yaml"
+    command = [sys.executable, "-m", "captcha_ocr", "pipeline", "compile", "-o", str(out)]
+    command += ["--params", str(PROJECT_ROOT / "params.yaml")]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    spec = next(yaml.safe_load_all(out.read_text()))
+    assert set(TASKS) <= set(spec["root"]["dag"]["tasks"])
+
+
+def test_the_project_folders_re_export_the_packaged_pipeline():
+    import components
+    from captcha_ocr.kubeflow import components as packaged
+    from captcha_ocr.kubeflow import pipeline as packaged_pipeline
+    from pipeline import captcha_pipeline
+
+    assert components.train_model is packaged.train_model
+    assert captcha_pipeline.build_pipeline is packaged_pipeline.build_pipeline

@@ -64,7 +64,7 @@ def test_build_context_leaves_out_data_models_and_stores():
 
 
 def test_components_default_to_the_image_the_readme_builds():
-    from components.image import DEFAULT_IMAGE
+    from captcha_ocr.kubeflow.image import DEFAULT_IMAGE
 
     readme = (PROJECT_ROOT / "README.md").read_text()
     assert f"docker build -t {DEFAULT_IMAGE} ." in readme

@@ -5,17 +5,16 @@
     captcha-ocr pipeline submit --host URL [--experiment NAME] [--namespace NS]
                                 [--param k=v ...] [--wait]
 
-The pipeline (``pipeline/``) and its components (``components/``) live in the
-project folder, next to dvc.yaml; run these commands from there. Params come
-from params.yaml; ``--param section.key=value`` overrides one (the value is
-read as YAML) and is checked like params.yaml before anything runs.
+The pipeline and its components live in this package (``components/`` and
+``pipeline/`` in the project folder re-export them). Params come from
+params.yaml; ``--param section.key=value`` overrides one (the value is read as
+YAML) and is checked like params.yaml before anything runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -33,17 +32,11 @@ class PipelineError(CaptchaOcrError):
     pass
 
 
-def load_pipeline_module(project: Path):
-    """Import ``pipeline/captcha_pipeline.py`` from the project folder."""
-    if not (project / "pipeline" / "captcha_pipeline.py").is_file():
-        raise PipelineError(
-            f"{project / 'pipeline'}: no captcha_pipeline.py; run this from the project folder"
-        )
-    if str(project) not in sys.path:
-        sys.path.insert(0, str(project))
-    from pipeline import captcha_pipeline
+def load_pipeline_module():
+    """The pipeline module, imported after ``--image`` has been put in the environment."""
+    from captcha_ocr.kubeflow import pipeline
 
-    return captcha_pipeline
+    return pipeline
 
 
 def apply_overrides(sections: dict[str, dict], overrides: list[str]) -> dict[str, dict]:
@@ -195,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.image:
         # Read when the components are defined, so before the pipeline is imported.
         os.environ["CAPTCHA_OCR_IMAGE"] = args.image
-    module = load_pipeline_module(Path.cwd())
+    module = load_pipeline_module()
     options = module.PipelineOptions(
         params_path=args.params,
         mlflow_tracking_uri=checked_tracking_uri(
