@@ -46,14 +46,13 @@ class BadRequest(Exception):
 
 def gallery_images(folder: Path | None = None, limit: int = GALLERY_SIZE) -> dict[str, Path]:
     """Sample images by file name: from ``folder``, else the pipeline's test split."""
+    found: list[Path] = []
     if folder is not None:
-        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        found = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     elif paths.split_csv("test").is_file() and paths.RAW_IMAGES.is_dir():
         files = pd.read_csv(paths.split_csv("test"), dtype=str)["file"]
-        paths = [paths.RAW_IMAGES / f for f in files if (paths.RAW_IMAGES / f).is_file()]
-    else:
-        paths = []
-    return {p.name: p for p in paths[:limit]}
+        found = [paths.RAW_IMAGES / f for f in files if (paths.RAW_IMAGES / f).is_file()]
+    return {p.name: p for p in found[:limit]}
 
 
 def image_from_json(body: bytes) -> tuple[str, bytes]:
