@@ -38,6 +38,7 @@ from captcha_ocr.files import atomic_dir, atomic_path, write_json
 from captcha_ocr.ingest import IMAGES_DIR, INFO_PATH, sha256_of
 from captcha_ocr.model import CaptchaReader, build_reader, export_saved_model, predict_texts
 from captcha_ocr.preprocess import SPLITS_DIR, VOCABULARY_PATH, load_split
+from captcha_ocr.redaction import public_params
 from captcha_ocr.runtimes import OnnxReader, OpenVinoReader, export_onnx, quantize_onnx
 from captcha_ocr.train import MODEL_PATH, RUN_PATH
 from captcha_ocr.vocabulary import Vocabulary
@@ -138,7 +139,7 @@ def publish(reader_path: Path, params: Params) -> ModelVersion:
     tags = {
         "dataset_sha256": json.loads(INFO_PATH.read_text())["sha256"],
         "test_split_sha256": sha256_of(SPLITS_DIR / "test.csv"),
-        "params": json.dumps(params.model_dump(), sort_keys=True),
+        "params": json.dumps(public_params(params).model_dump(), sort_keys=True),
     }
     test = pd.read_csv(SPLITS_DIR / "test.csv", dtype=str)
     example_png = (IMAGES_DIR / test["file"][0]).read_bytes()

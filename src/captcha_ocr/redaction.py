@@ -22,11 +22,12 @@ HIDDEN = "***"
 _URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
 # One name=value pair of a query string or fragment.
 _PAIR = re.compile(r"([?&;#])([^=&;#]+)=([^&;#]*)")
-# Query keys that hold a secret, matched anywhere in the lower-cased name:
-# X-Amz-Signature, X-Amz-Credential, X-Amz-Security-Token, X-Goog-Signature,
-# Azure's sig, access_token, api_key, password, client_secret, auth...
-# A harmless key caught by these only loses its value in the shown copy.
-_SECRET_KEYS = ("sig", "token", "secret", "pass", "pwd", "credential", "key", "auth", "session")
+# Query keys that hold a secret, case-insensitive: any key containing one of
+# _SECRET_WORDS (X-Amz-Signature, X-Amz-Credential, X-Amz-Security-Token,
+# access_token, client_secret, password), or with one of _SECRET_PARTS between
+# separators (Azure's sig, key, api_key, auth). Not X-Amz-SignedHeaders.
+_SECRET_WORDS = ("token", "secret", "passw", "signature", "credential", "apikey", "sessionid")
+_SECRET_PARTS = {"sig", "key", "pwd", "auth", "authorization", "jwt", "session"}
 
 
 def redact_source(text: str) -> str:
@@ -53,7 +54,8 @@ def _redact_url(url: str) -> str:
 def _hide_secret_value(pair: re.Match[str]) -> str:
     mark, key, value = pair.groups()
     name = unquote(key).lower()
-    if value and any(word in name for word in _SECRET_KEYS):
+    parts = set(re.split(r"[^a-z0-9]+", name))
+    if value and (parts & _SECRET_PARTS or any(word in name for word in _SECRET_WORDS)):
         return f"{mark}{key}={HIDDEN}"
     return pair.group(0)
 

@@ -46,6 +46,7 @@ from captcha_ocr.preprocess import (
     VOCABULARY_PATH,
     load_split,
 )
+from captcha_ocr.redaction import public_params
 from captcha_ocr.vocabulary import Vocabulary
 
 MODEL_PATH = Path("models/train/model.keras")
@@ -224,7 +225,7 @@ def start_run(state: TrainState, params: Params, model: keras.Model) -> mlflow.A
             run = mlflow.start_run()
             state.run_id = run.info.run_id
             tracking.log_dataset_inputs()
-            mlflow.log_params(params.flat(MODEL_SECTIONS))
+            mlflow.log_params(public_params(params).flat(MODEL_SECTIONS))
             mlflow.log_param("model.parameters", model.count_params())
         tracking.tag_owner()
     except mlflow.exceptions.MlflowException as err:
