@@ -164,3 +164,25 @@ def test_params_that_cannot_fit_in_memory_are_refused_by_key(tmp_path, values, m
     path.write_text(yaml.safe_dump({"preprocess": values}))
     with pytest.raises(ParamsError, match=message):
         load_params(path)
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that claims a canvas of width x height and holds no pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("side", [5_000, 100_000])
+def test_a_decompression_bomb_is_rejected_by_file_before_decoding(images_dir, side):
+    (images_dir / "bombs.png").write_bytes(_png_header(side, side))
+    _, rejected = validate(images_dir, PreprocessParams(wrong_size="resize"))
+    (bomb,) = rejected
+    assert bomb["file"] == "bombs.png"
+    assert f"{side}x{side}" in bomb["reason"] or f"{side * side} pixels" in bomb["reason"]
