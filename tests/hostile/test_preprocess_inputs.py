@@ -6,7 +6,9 @@ refusal or a failure half-way must leave all of them as they were.
 
 from __future__ import annotations
 
+import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -49,6 +51,10 @@ def test_too_many_rejections_keep_the_old_outputs_and_say_why(project):
         before=before,
         after=project.checksums(),
     )
+    # Every reason is in a file outside the project's outputs, named in the message.
+    listed = Path(result.stderr.strip().rpartition(" reasons in ")[2])
+    assert len(json.loads(listed.read_text())) == 936
+    listed.unlink()
 
 
 @pytest.mark.slow
