@@ -34,13 +34,21 @@ class IngestParams(Section):
         return os.environ.get(SOURCE_ENV) or self.source
 
 
+# Bounds that keep preprocess's arrays in memory: each image is height x width
+# bytes and each label max_label_length int32s, for every file. Captchas are
+# 200x50 with 5 characters; these admit images 100x larger and 64-character labels.
+MAX_IMAGE_SIDE = 4096
+MAX_IMAGE_PIXELS = 1_000_000
+MAX_LABEL_LENGTH = 64
+
+
 class PreprocessParams(Section):
-    image_height: int = Field(50, gt=0)
-    image_width: int = Field(200, gt=0)
+    image_height: int = Field(50, gt=0, le=MAX_IMAGE_SIDE)
+    image_width: int = Field(200, gt=0, le=MAX_IMAGE_SIDE)
     wrong_size: Literal["reject", "resize"] = "reject"
     allowed_chars: str = "0123456789abcdefghijklmnopqrstuvwxyz"
-    min_label_length: int = Field(5, ge=1)
-    max_label_length: int = Field(5, ge=1)
+    min_label_length: int = Field(5, ge=1, le=MAX_LABEL_LENGTH)
+    max_label_length: int = Field(5, ge=1, le=MAX_LABEL_LENGTH)
     max_rejected_fraction: float = Field(0.05, ge=0, le=1)
     val_fraction: float = Field(0.1, gt=0, lt=1)
     test_fraction: float = Field(0.1, gt=0, lt=1)
@@ -55,6 +63,11 @@ class PreprocessParams(Section):
             raise ValueError("min_label_length is larger than max_label_length")
         if self.val_fraction + self.test_fraction >= 1:
             raise ValueError("val_fraction + test_fraction leaves nothing to train on")
+        if self.image_height * self.image_width > MAX_IMAGE_PIXELS:
+            raise ValueError(
+                f"image_height x image_width is {self.image_height * self.image_width} "
+                f"pixels, limit {MAX_IMAGE_PIXELS}"
+            )
         return self
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 import sys
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from pathlib import Path
 import mlflow
 
 from captcha_ocr.errors import CaptchaOcrError
+from captcha_ocr.redaction import redact_source
 
 EXPERIMENT = "captcha-ocr"
 
@@ -57,12 +57,9 @@ def use_experiment(name: str | None = None) -> str:
         ) from None
 
 
-def redact(text: str) -> str:
-    """``text`` with the user name and password taken out of every URL in it.
-
-    For files and messages: MLflow's own errors quote the URL they failed on.
-    """
-    return re.sub(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s'\"]+@", r"\1", text)
+# Credentials out of every URL in a text, for files and messages: MLflow's own
+# errors quote the URL they failed on.
+redact = redact_source
 
 
 def log_dataset_inputs() -> None:
@@ -75,9 +72,9 @@ def log_dataset_inputs() -> None:
     from captcha_ocr import paths
 
     info = json.loads(paths.INGEST_INFO.read_text())
-    source = info["source"]
-    if source.startswith(("http://", "https://")):
-        source = HTTPDatasetSource(source)
+    # An ingest.json written before sources were redacted may still hold a token.
+    shown = redact_source(info["source"])
+    source = HTTPDatasetSource(shown) if shown.startswith(("http://", "https://")) else shown
     for name, context in (("train", "training"), ("val", "validation"), ("test", "testing")):
         frame = pd.read_csv(paths.SPLITS / f"{name}.csv", dtype=str)
         with warnings.catch_warnings():
@@ -87,7 +84,7 @@ def log_dataset_inputs() -> None:
                 frame, source=source, name=f"captcha_images_v2-{name}", digest=info["sha256"][:16]
             )
         mlflow.log_input(dataset, context=context)
-    mlflow.set_tags({"dataset.sha256": info["sha256"], "dataset.source": info["source"]})
+    mlflow.set_tags({"dataset.sha256": info["sha256"], "dataset.source": shown})
 
 
 def log_keras_model(model, example) -> None:

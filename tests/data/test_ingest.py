@@ -232,3 +232,31 @@ def test_cli_refuses_a_zip_that_is_not_the_pinned_one(tmp_path, captcha_zip, mon
     assert f"does not match ingest.sha256 {'ab' * 32}" in capsys.readouterr().err
     assert not (tmp_path / "data" / "raw" / "images").exists()
     assert list((tmp_path / "data" / "raw").iterdir()) == []
+
+
+TOKEN = "FwoGZXIvYXdzEXAMPLE"
+
+
+def test_a_presigned_urls_token_is_in_no_output_record_or_message(
+    tmp_path, http_server, captcha_zip, capsys
+):
+    root, url = http_server
+    (root / "captcha.zip").write_bytes(captcha_zip.read_bytes())
+    query = f"X-Amz-Credential=AKIA%2F1&X-Amz-Security-Token={TOKEN}&X-Amz-Signature={TOKEN}"
+    info = ingest(
+        IngestParams(source=f"{url}/captcha.zip?{query}"),
+        zip_path=tmp_path / "raw.zip",
+        images_dir=tmp_path / "images",
+        info_path=tmp_path / "ingest.json",
+    )
+    printed = capsys.readouterr()
+    shown = f"{url}/captcha.zip?X-Amz-Credential=***&X-Amz-Security-Token=***&X-Amz-Signature=***"
+    assert info["source"] == shown
+    assert f"from {shown} " in printed.out
+    assert TOKEN not in printed.out + printed.err
+    assert TOKEN not in (tmp_path / "ingest.json").read_text()
+    assert "AKIA" not in (tmp_path / "ingest.json").read_text()
+
+    with pytest.raises(IngestError, match="HTTP 404") as refused:
+        fetch(f"{url}/missing.zip?token={TOKEN}", tmp_path / "other.zip")
+    assert TOKEN not in str(refused.value) and "token=***" in str(refused.value)

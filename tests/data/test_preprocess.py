@@ -2,10 +2,12 @@
 
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image
 
 from captcha_ocr.config import PreprocessParams
@@ -58,14 +60,31 @@ def test_bad_files_are_rejected_with_reasons(tmp_path, images_dir, captcha_pngs)
     assert len(rejected) == 6
 
 
-def test_too_many_rejections_fail_but_the_report_says_why(tmp_path, images_dir):
+def test_too_many_rejections_fail_and_say_why_without_writing_any_output(tmp_path, images_dir):
     for i in range(5):
         (images_dir / f"bad{i:02d}.png").write_bytes(b"junk")
-    with pytest.raises(DataError, match="5 of 17 files rejected"):
+    with pytest.raises(DataError, match="5 of 17 files rejected") as refused:
         run(tmp_path, images_dir, max_rejected_fraction=0.1)
-    report = json.loads((tmp_path / "out" / "data_report.json").read_text())
-    assert report["rejected_count"] == 5
-    assert not (tmp_path / "out" / "splits").exists()
+    message = str(refused.value)
+    assert "first: bad00.png: not a readable image" in message
+    assert "bad02.png" in message and "bad03.png" not in message  # three named
+    listed = Path(message.rpartition(" reasons in ")[2])
+    assert [r["file"] for r in json.loads(listed.read_text())] == [
+        f"bad{i:02d}.png" for i in range(5)
+    ]
+    listed.unlink()
+    assert not (tmp_path / "out").exists()  # no report, no splits: nothing half-done
+
+
+def test_more_images_than_memory_holds_are_refused_before_decoding(
+    tmp_path, images_dir, monkeypatch
+):
+    import captcha_ocr.steps.preprocess as preprocess_module
+
+    monkeypatch.setattr(preprocess_module, "MAX_DECODED_BYTES", 12 * 200 * 50 - 1)
+    with pytest.raises(DataError, match=r"12 images of preprocess.image_height x image_width"):
+        run(tmp_path, images_dir)
+    assert not (tmp_path / "out").exists()
 
 
 def test_split_is_deterministic_disjoint_and_complete(tmp_path, images_dir, captcha_pngs):
@@ -125,3 +144,45 @@ def test_wrong_size_is_resized_or_reported_as_params_say(tmp_path, images_dir, c
     assert report["accepted"] == len(captcha_pngs) + 1 and report["rejected"] == []
     with np.load(out / "prepared" / "train.npz") as arrays:
         assert arrays["images"].shape[1:] == (50, 200)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"max_label_length": 10**9}, r"preprocess\.max_label_length: .*less than or equal to 64"),
+        ({"max_label_length": 1e9}, r"preprocess\.max_label_length"),
+        ({"min_label_length": 65}, r"preprocess\.min_label_length"),
+        ({"image_height": 100_000}, r"preprocess\.image_height: .*less than or equal to 4096"),
+        ({"image_width": 4097}, r"preprocess\.image_width"),
+        ({"image_height": 1000, "image_width": 1001}, r"image_height x image_width is 1001000"),
+    ],
+)
+def test_params_that_cannot_fit_in_memory_are_refused_by_key(tmp_path, values, message):
+    from captcha_ocr.config import ParamsError, load_params
+
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"preprocess": values}))
+    with pytest.raises(ParamsError, match=message):
+        load_params(path)
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that claims a canvas of width x height and holds no pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("side", [5_000, 100_000])
+def test_a_decompression_bomb_is_rejected_by_file_before_decoding(images_dir, side):
+    (images_dir / "bombs.png").write_bytes(_png_header(side, side))
+    _, rejected = validate(images_dir, PreprocessParams(wrong_size="resize"))
+    (bomb,) = rejected
+    assert bomb["file"] == "bombs.png"
+    assert f"{side}x{side}" in bomb["reason"] or f"{side * side} pixels" in bomb["reason"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import stat
 import zipfile
 
 import pytest
@@ -10,17 +11,55 @@ import pytest
 from tests.hostile.conftest import assert_refused
 
 
-def _zip(entries: dict[str, bytes]) -> bytes:
+def _zip(entries: dict[str, bytes], links: tuple[str, ...] = (), deflate: bool = False) -> bytes:
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
+    compression = zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED
+    with zipfile.ZipFile(buffer, "w", compression=compression) as archive:
         for name, data in entries.items():
             archive.writestr(name, data)
+        for name in links:
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            archive.writestr(info, "/etc/passwd")
     return buffer.getvalue()
+
+
+def _bad_crc() -> bytes:
+    # Stored, so the payload sits in the file as is: change it, keep the recorded CRC.
+    return _zip({"abcde.png": b"PAYLOAD-1234"}).replace(b"PAYLOAD-1234", b"PAYLOAD-9999")
+
+
+def _duplicate() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("abcde.png", b"one")
+        with pytest.warns(UserWarning, match="Duplicate name"):
+            archive.writestr("abcde.png", b"two")
+    return buffer.getvalue()
+
+
+def _encrypted() -> bytes:
+    # zipfile cannot write an encrypted entry; set the "encrypted" flag bit in
+    # both headers, which is all a reader looks at before asking for a password.
+    data = bytearray(_zip({"abcde.png": b"secret"}))
+    data[6] |= 1
+    data[data.index(b"PK\x01\x02") + 8] |= 1
+    return bytes(data)
 
 
 BAD_ZIPS = {
     "empty": _zip({}),
     "only_folders": _zip({"samples/": b"", "samples/more/": b""}),
+    "zip_slip": _zip({"ok/abcde.png": b"x", "../escape.png": b"x"}),
+    "absolute_path": _zip({"/tmp/escape.png": b"x"}),
+    "link": _zip({"abcde.png": b"x"}, links=("fghij.png",)),
+    "bomb": _zip({"zeros.png": b"\0" * 5_000_000}, deflate=True),
+    "not_a_zip": b"hello, I am not a zip",
+    "bad_crc": _bad_crc(),
+    "file_then_folder": _zip({"a": b"x", "a/abcde.png": b"y"}),
+    "folder_then_file": _zip({"a/abcde.png": b"y", "a": b"x"}),
+    "duplicate_names": _duplicate(),
+    "encrypted": _encrypted(),
 }
 
 
@@ -32,3 +71,22 @@ def test_a_refused_zip_keeps_the_old_zip_images_and_record(project, case):
     before = project.checksums()
     result = project.run("ingest", env={"CAPTCHA_OCR_SOURCE": str(bad)})
     assert_refused(result, f"{case}.zip", before=before, after=project.checksums())
+
+
+@pytest.mark.slow
+def test_a_folder_as_the_source_is_refused_by_name(project):
+    folder = project.root.parent / "my_captchas"
+    folder.mkdir()
+    (folder / "abcde.png").write_bytes(b"x")
+    before = project.checksums()
+    result = project.run("ingest", env={"CAPTCHA_OCR_SOURCE": str(folder)})
+    assert_refused(result, "my_captchas", "is a folder, not a zip", before=before,
+                   after=project.checksums())  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_missing_source_is_refused_by_name(project):
+    before = project.checksums()
+    result = project.run("ingest", env={"CAPTCHA_OCR_SOURCE": "nowhere/captchas.zip"})
+    assert_refused(result, "nowhere/captchas.zip", "no such file", before=before,
+                   after=project.checksums())  # fmt: skip

@@ -193,3 +193,28 @@ def test_the_project_folders_re_export_the_packaged_pipeline():
 
     assert components.train_model is packaged.train_model
     assert captcha_pipeline.build_pipeline is packaged_pipeline.build_pipeline
+
+
+def test_the_data_url_can_come_from_a_secret_and_is_then_never_cached(module, tmp_path):
+    spec, platform = compile_to(module, tmp_path, source_secret="captcha-data")
+    mounted = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(mounted) == {"exec-ingest-data"}
+    (secret,) = mounted["exec-ingest-data"]["secretAsEnv"]
+    assert secret["keyToEnv"] == [{"secretKey": "source", "envVar": "CAPTCHA_OCR_SOURCE"}]
+    tasks = spec["root"]["dag"]["tasks"]
+    assert tasks["ingest-data"]["cachingOptions"].get("enableCache", False) is False
+
+
+def test_compile_refuses_a_source_with_a_token_without_showing_it(tmp_path):
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    params["ingest"]["source"] = "https://h.example.org/c.zip?X-Amz-Signature=SeCrEt42"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    out = tmp_path / "pipeline.yaml"
+    command = [sys.executable, "-m", "captcha_ocr", "pipeline", "compile", "-o", str(out)]
+    command += ["--params", str(tmp_path / "params.yaml")]
+    done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    assert "ingest.source 'https://h.example.org/c.zip?X-Amz-Signature=***'" in done.stderr
+    assert "--source-secret" in done.stderr and "Traceback" not in done.stderr
+    assert "SeCrEt42" not in done.stdout + done.stderr
+    assert not out.exists()

@@ -118,3 +118,17 @@ def test_the_client_checks_the_server_first(cluster):
     stand_in, host = cluster
     submit("--host", host, "--mlflow-uri", "http://m:5000")
     assert (stand_in.requests[0].method, stand_in.requests[0].path) == ("GET", f"{API}/healthz")
+
+
+def test_a_source_with_a_token_is_never_sent(cluster):
+    stand_in, host = cluster
+    source = "https://h.example.org/c.zip?sv=2024&sig=SeCrEt42"
+    done = submit(
+        "--host", host, "--mlflow-uri", "http://m:5000", "--param", f"ingest.source={source}"
+    )
+    assert done.returncode == 1, done.stderr
+    assert "--param: ingest.source 'https://h.example.org/c.zip?sv=2024&sig=***'" in done.stderr
+    assert "--source-secret" in done.stderr
+    assert "SeCrEt42" not in done.stdout + done.stderr
+    assert not any("SeCrEt42" in str(r.body) for r in stand_in.requests)
+    assert stand_in.runs == {}

@@ -22,6 +22,7 @@ import yaml
 
 from captcha_ocr.config import Params, ParamsError
 from captcha_ocr.errors import CaptchaOcrError
+from captcha_ocr.redaction import redact_source
 
 ENDPOINT_ENV = "KF_PIPELINES_ENDPOINT"
 TOKEN_ENV = "KF_PIPELINES_TOKEN"
@@ -92,6 +93,17 @@ def checked_tracking_uri(uri: str) -> str:
     if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
         return prefix + str(Path(uri.removeprefix(prefix)).resolve())
     return uri
+
+
+def check_source_is_public(sections: dict[str, dict], where: str) -> None:
+    """Pipeline parameters show in the Kubeflow UI: refuse credentials in ingest.source."""
+    source = str(sections.get("ingest", {}).get("source", ""))
+    if redact_source(source) != source:
+        raise PipelineError(
+            f"{where}: ingest.source {redact_source(source)!r} holds credentials, which "
+            "would show in the pipeline's parameters; put the URL in a Kubernetes secret "
+            "(key `source`) and pass --source-secret NAME"
+        )
 
 
 def run_local(module, options, arguments: dict[str, object], root: Path) -> None:
@@ -167,6 +179,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         sub.add_argument("--mlflow-uri", help="MLflow tracking URI the pods log to")
         sub.add_argument("--mlflow-secret", help="Kubernetes secret with MLflow credentials")
+        sub.add_argument("--source-secret", help="Kubernetes secret with the data URL (`source`)")
         sub.add_argument("--train-cpu", default="2")
         sub.add_argument("--train-memory", default="4G")
         sub.add_argument("--accelerator-type", help="e.g. nvidia.com/gpu")
@@ -199,7 +212,10 @@ def main(argv: list[str] | None = None) -> None:
         accelerator_type=args.accelerator_type,
         accelerator_count=args.accelerator_count,
         mlflow_secret=args.mlflow_secret,
+        source_secret=args.source_secret,
     )
+    if args.command != "run-local":  # a local run's parameters stay on this machine
+        check_source_is_public(module.default_params(options.params_path), str(args.params))
     if args.command == "compile":
         path = compile_pipeline(module, options, args.output)
         print(f"compiled the pipeline to {path} (image {module.IMAGE})")
@@ -226,6 +242,7 @@ def main(argv: list[str] | None = None) -> None:
                 "MLflow server they can reach"
             )
         arguments = pipeline_arguments(module, options, args.param, options.mlflow_tracking_uri)
+        check_source_is_public(arguments, "--param")
         submit(
             module,
             options,

@@ -52,6 +52,9 @@ class PipelineOptions:
     # A Kubernetes secret with keys `username` and `password` for MLflow's basic
     # auth; mounted as MLFLOW_TRACKING_USERNAME / _PASSWORD, never a parameter.
     mlflow_secret: str | None = None
+    # A Kubernetes secret whose key `source` is the data URL (a presigned URL is a
+    # credential); mounted in the ingest step as CAPTCHA_OCR_SOURCE, never a parameter.
+    source_secret: str | None = None
     ingest_retries: int = 3
 
 
@@ -139,10 +142,15 @@ def build_pipeline(options: PipelineOptions = PipelineOptions()):
         # Registering and promoting change the registry: never skip them from cache.
         for task in (raw, prepared, trained, scored):
             task.set_caching_options(True)
+        if options.source_secret:
+            # The URL in the secret can change while every parameter stays the same.
+            raw.set_caching_options(False)
         for task in (exported, promoted):
             task.set_caching_options(False)
         if options.mlflow_secret:
             add_mlflow_credentials((trained, scored, exported, promoted), options.mlflow_secret)
+        if options.source_secret:
+            add_source_secret(raw, options.source_secret)
         names = ("ingest", "preprocess", "train", "evaluate", "export", "promote")
         tasks = (raw, prepared, trained, scored, exported, promoted)
         for task, name in zip(tasks, names, strict=True):
@@ -167,3 +175,12 @@ def add_mlflow_credentials(tasks, secret_name: str) -> None:
                 "password": "MLFLOW_TRACKING_PASSWORD",
             },
         )
+
+
+def add_source_secret(task, secret_name: str) -> None:
+    """The data source from a Kubernetes secret, as the ingest step's CAPTCHA_OCR_SOURCE."""
+    from kfp import kubernetes
+
+    kubernetes.use_secret_as_env(
+        task, secret_name=secret_name, secret_key_to_env={"source": "CAPTCHA_OCR_SOURCE"}
+    )

@@ -37,10 +37,9 @@ from captcha_ocr.core.runtimes import OnnxReader, OpenVinoReader, export_onnx, q
 from captcha_ocr.core.vocabulary import Vocabulary
 from captcha_ocr.errors import CaptchaOcrError
 from captcha_ocr.files import atomic_dir, atomic_path, write_json
+from captcha_ocr.redaction import public_params
 from captcha_ocr.steps.ingest import sha256_of
 from captcha_ocr.steps.preprocess import load_split
-
-paths.INT8_NETWORK = Path("models/export/captcha_network_int8.onnx")
 
 
 class ExportError(CaptchaOcrError):
@@ -132,7 +131,7 @@ def publish(reader_path: Path, params: Params) -> ModelVersion:
     tags = {
         "dataset_sha256": json.loads(paths.INGEST_INFO.read_text())["sha256"],
         "test_split_sha256": sha256_of(paths.SPLITS / "test.csv"),
-        "params": json.dumps(params.model_dump(), sort_keys=True),
+        "params": json.dumps(public_params(params).model_dump(), sort_keys=True),
     }
     test = pd.read_csv(paths.SPLITS / "test.csv", dtype=str)
     example_png = (paths.RAW_IMAGES / test["file"][0]).read_bytes()

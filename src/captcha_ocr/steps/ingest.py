@@ -2,8 +2,11 @@
 
 The source is a URL (default: the upstream archive) or a local path, from
 ``ingest.source`` in params.yaml or the CAPTCHA_OCR_SOURCE environment
-variable. A download goes to a temporary file and is moved into place only when
-complete, so an interrupted run never leaves a partial zip that looks good.
+variable. The zip, the unpacked images and ``ingest.json`` are written beside
+their targets and moved into place together only once the whole zip has been
+read and checked, so a refused zip or an interrupted download leaves the
+previous ingest as it was. Credentials in the source (a presigned URL's token)
+never reach the output, the record or any message.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
@@ -24,12 +28,16 @@ from tqdm import tqdm
 from captcha_ocr import paths
 from captcha_ocr.config import IngestParams, load_params
 from captcha_ocr.errors import CaptchaOcrError
-from captcha_ocr.files import atomic_dir, atomic_path, write_json
+from captcha_ocr.files import all_or_nothing, atomic_dir, atomic_path, write_json
+from captcha_ocr.redaction import redact_source
 
 # Limits against zip bombs: far above the real archive (1040 files, ~9 MB).
 MAX_ENTRIES = 100_000
 MAX_TOTAL_BYTES = 2 * 1024**3
 MAX_RATIO = 200
+# Flag bit 0 of a zip entry: encrypted; reading it would need a password.
+ENCRYPTED = 0x1
+READABLE_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
 
 DOWNLOAD_ATTEMPTS = 4
 # Seconds before retry n: BACKOFF_SECONDS * 2**(n - 1), i.e. 2, 4, 8 s.
@@ -47,35 +55,59 @@ def ingest(
     info_path: Path = paths.INGEST_INFO,
 ) -> dict[str, object]:
     source = params.resolved_source()
-    fetch(source, zip_path, expected_sha256=params.sha256)
-    digest, size = sha256_of(zip_path), zip_path.stat().st_size
-    count = safe_extract(zip_path, images_dir)
-    info = {"source": source, "sha256": digest, "size_bytes": size, "files": count}
-    write_json(info_path, info)
-    print(f"ingest: {count} files from {source} (sha256 {digest[:12]}, {size} bytes)")
+    shown = redact_source(source)  # what may be printed, written and logged
+    # The new zip is read through (every entry unpacked, every CRC checked)
+    # before anything replaces the old zip, images or record; then all three
+    # move in together. A refused zip leaves the previous ingest as it was.
+    with all_or_nothing(), atomic_path(zip_path) as new_zip:
+        copy_or_download(source, new_zip, expected_sha256=params.sha256)
+        digest, size = sha256_of(new_zip), new_zip.stat().st_size
+        count = safe_extract(new_zip, images_dir, name=shown)
+        info = {"source": shown, "sha256": digest, "size_bytes": size, "files": count}
+        write_json(info_path, info)
+    print(f"ingest: {count} files from {shown} (sha256 {digest[:12]}, {size} bytes)")
     return info
 
 
 def fetch(source: str, target: Path, expected_sha256: str | None = None) -> None:
     """Copy or download ``source`` to ``target``, all or nothing."""
     with atomic_path(target) as tmp:
-        if source.startswith(("http://", "https://")):
-            _download(source, tmp)
-        else:
-            local = Path(source.removeprefix("file://")).expanduser()
-            if not local.is_file():
-                raise IngestError(f"source {source!r}: no such file")
-            shutil.copyfile(local, tmp)
-        if expected_sha256:
-            actual = sha256_of(tmp)
-            if actual != expected_sha256.lower():
-                raise IngestError(
-                    f"source {source!r}: sha256 {actual} does not match "
-                    f"ingest.sha256 {expected_sha256}; nothing was kept"
-                )
+        copy_or_download(source, tmp, expected_sha256)
+
+
+def copy_or_download(source: str, target: Path, expected_sha256: str | None = None) -> None:
+    """Write the zip at ``source`` (a URL or a local path) to ``target``."""
+    shown = redact_source(source)
+    if source.startswith(("http://", "https://")):
+        _download(source, target)
+    else:
+        _copy_local(source, target)
+    if expected_sha256:
+        actual = sha256_of(target)
+        if actual != expected_sha256.lower():
+            raise IngestError(
+                f"source {shown!r}: sha256 {actual} does not match "
+                f"ingest.sha256 {expected_sha256}; nothing was kept"
+            )
+
+
+def _copy_local(source: str, target: Path) -> None:
+    local = Path(source.removeprefix("file://")).expanduser()
+    if local.is_dir():
+        raise IngestError(
+            f"source {source!r} is a folder, not a zip: name the captcha zip itself, "
+            "or zip the folder first"
+        )
+    if not local.is_file():
+        raise IngestError(f"source {source!r}: no such file")
+    try:
+        shutil.copyfile(local, target)
+    except OSError as err:
+        raise IngestError(f"source {source!r}: cannot be read ({err.strerror})") from None
 
 
 def _download(url: str, target: Path) -> None:
+    shown = redact_source(url)  # a presigned URL's query string is a credential
     for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
         try:
             with urllib.request.urlopen(url, timeout=60) as response, target.open("wb") as out:
@@ -89,13 +121,13 @@ def _download(url: str, target: Path) -> None:
             return
         except urllib.error.HTTPError as err:
             if err.code < 500:  # a 404 will not get better by asking again
-                raise IngestError(f"{url}: HTTP {err.code} {err.reason}") from None
+                raise IngestError(f"{shown}: HTTP {err.code} {err.reason}") from None
             problem = f"HTTP {err.code}"
         except (urllib.error.URLError, OSError, http.client.HTTPException, IngestError) as err:
             # A dropped connection shows up as any of these, depending on when it drops.
-            problem = str(err) or type(err).__name__
+            problem = redact_source(str(err)) or type(err).__name__
         if attempt == DOWNLOAD_ATTEMPTS:
-            raise IngestError(f"{url}: gave up after {attempt} attempts: {problem}")
+            raise IngestError(f"{shown}: gave up after {attempt} attempts: {problem}")
         wait = BACKOFF_SECONDS * 2 ** (attempt - 1)
         print(f"download failed ({problem}); retrying in {wait:g} s")
         time.sleep(wait)
@@ -109,51 +141,91 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def safe_extract(zip_path: Path, target: Path) -> int:
-    """Unpack regular files only; refuse the whole zip on any unsafe entry.
+def safe_extract(zip_path: Path, target: Path, name: str | None = None) -> int:
+    """Unpack regular files only; refuse the whole zip on any unsafe or unreadable entry.
 
-    Refused: absolute paths, ``..`` components, symbolic links, and archives
-    past the limits on entry count, total size and compression ratio.
+    Refused: a file that is not a zip, no files, absolute paths, ``..``
+    components, symbolic links, encrypted entries, a name used twice or as
+    both a file and a folder, archives past the limits on entry count, total
+    size and compression ratio, and any entry whose CRC does not match.
+    ``name`` is what messages call the zip (the source the user gave).
     Returns the number of files written.
     """
+    name = name or str(zip_path)
     try:
         archive = zipfile.ZipFile(zip_path)
-    except zipfile.BadZipFile as err:
-        raise IngestError(f"{zip_path}: not a zip file ({err})") from None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        raise IngestError(f"{name}: not a zip file ({err})") from None
     with archive:
         members = [m for m in archive.infolist() if not m.is_dir()]
-        _check_members(zip_path, members)
+        _check_members(name, members)
         with atomic_dir(target) as tmp:
             for member in members:
-                destination = tmp / member.filename
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                with archive.open(member) as src, destination.open("wb") as dst:
-                    shutil.copyfileobj(src, dst)
-    if not members:
-        raise IngestError(f"{zip_path}: the zip holds no files")
+                _unpack(archive, member, tmp, name)
     return len(members)
 
 
-def _check_members(zip_path: Path, members: list[zipfile.ZipInfo]) -> None:
+def _unpack(archive: zipfile.ZipFile, member: zipfile.ZipInfo, folder: Path, name: str) -> None:
+    destination = folder / member.filename
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with archive.open(member) as src, destination.open("wb") as dst:
+            # Reading to the end checks the entry's CRC.
+            shutil.copyfileobj(src, dst)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as err:
+        raise IngestError(f"{name}: entry {member.filename!r} is damaged ({err})") from None
+
+
+def _check_members(name: str, members: list[zipfile.ZipInfo]) -> None:
+    if not members:
+        raise IngestError(f"{name}: the zip holds no files")
     if len(members) > MAX_ENTRIES:
-        raise IngestError(f"{zip_path}: {len(members)} entries, limit {MAX_ENTRIES}")
+        raise IngestError(f"{name}: {len(members)} entries, limit {MAX_ENTRIES}")
     total = sum(m.file_size for m in members)
     if total > MAX_TOTAL_BYTES:
-        raise IngestError(f"{zip_path}: {total} bytes uncompressed, limit {MAX_TOTAL_BYTES}")
+        raise IngestError(f"{name}: {total} bytes uncompressed, limit {MAX_TOTAL_BYTES}")
     for m in members:
-        name = m.filename.replace("\\", "/")
-        parts = PurePosixPath(name).parts
-        if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
-            raise IngestError(f"{zip_path}: refusing absolute path entry {m.filename!r}")
-        if ".." in parts:
-            raise IngestError(f"{zip_path}: refusing entry outside the target {m.filename!r}")
-        if stat.S_ISLNK(m.external_attr >> 16):
-            raise IngestError(f"{zip_path}: refusing link entry {m.filename!r}")
-        if m.compress_size and m.file_size / m.compress_size > MAX_RATIO:
-            raise IngestError(
-                f"{zip_path}: entry {m.filename!r} expands {m.file_size // m.compress_size}x,"
-                f" limit {MAX_RATIO}x (zip bomb?)"
-            )
+        _check_member(name, m)
+    _check_names(name, members)
+
+
+def _check_member(name: str, m: zipfile.ZipInfo) -> None:
+    path = m.filename.replace("\\", "/")
+    if path.startswith("/") or (len(path) > 1 and path[1] == ":"):
+        raise IngestError(f"{name}: refusing absolute path entry {m.filename!r}")
+    if ".." in PurePosixPath(path).parts:
+        raise IngestError(f"{name}: refusing entry outside the target {m.filename!r}")
+    if not PurePosixPath(path).parts:
+        raise IngestError(f"{name}: refusing entry with an empty name {m.filename!r}")
+    if stat.S_ISLNK(m.external_attr >> 16):
+        raise IngestError(f"{name}: refusing link entry {m.filename!r}")
+    if m.flag_bits & ENCRYPTED:
+        raise IngestError(f"{name}: refusing encrypted entry {m.filename!r}")
+    if m.compress_type not in READABLE_METHODS:
+        raise IngestError(
+            f"{name}: entry {m.filename!r} uses compression method {m.compress_type}, "
+            "which cannot be read here"
+        )
+    if m.compress_size and m.file_size / m.compress_size > MAX_RATIO:
+        raise IngestError(
+            f"{name}: entry {m.filename!r} expands {m.file_size // m.compress_size}x,"
+            f" limit {MAX_RATIO}x (zip bomb?)"
+        )
+
+
+def _check_names(name: str, members: list[zipfile.ZipInfo]) -> None:
+    """Each file once, and no file where another entry needs a folder."""
+    files: set[PurePosixPath] = set()
+    for m in members:
+        path = PurePosixPath(m.filename.replace("\\", "/"))
+        if path in files:
+            raise IngestError(f"{name}: refusing entry {m.filename!r}, which appears twice")
+        files.add(path)
+    folders = {parent for path in files for parent in path.parents}
+    if clash := sorted(files & folders):
+        raise IngestError(
+            f"{name}: refusing entry {str(clash[0])!r}, which is both a file and a folder"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

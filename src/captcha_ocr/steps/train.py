@@ -32,6 +32,7 @@ from captcha_ocr.core.model import PACKAGE, build_training_model, predict_texts
 from captcha_ocr.core.vocabulary import Vocabulary
 from captcha_ocr.errors import CaptchaOcrError
 from captcha_ocr.files import atomic_path, write_with
+from captcha_ocr.redaction import public_params
 from captcha_ocr.steps.checkpoints import (
     Checkpoint,
     EpochCheckpoint,
@@ -213,7 +214,7 @@ def start_run(state: TrainState, params: Params, model: keras.Model) -> mlflow.A
             run = mlflow.start_run()
             state.run_id = run.info.run_id
             tracking.log_dataset_inputs()
-            mlflow.log_params(params.flat(MODEL_SECTIONS))
+            mlflow.log_params(public_params(params).flat(MODEL_SECTIONS))
             mlflow.log_param("model.parameters", model.count_params())
         tracking.tag_owner()
     except mlflow.exceptions.MlflowException as err:
