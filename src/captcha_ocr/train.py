@@ -36,7 +36,7 @@ from captcha_ocr.checkpoints import (
 )
 from captcha_ocr.config import MODEL_SECTIONS, Params, TrainParams, load_params
 from captcha_ocr.errors import CaptchaOcrError
-from captcha_ocr.files import atomic_path, write_with
+from captcha_ocr.files import all_or_nothing, atomic_path, write_with
 from captcha_ocr.metrics import character_error_rate, exact_match
 from captcha_ocr.model import PACKAGE, build_training_model, predict_texts
 from captcha_ocr.preprocess import (
@@ -93,6 +93,30 @@ class ValidationReading(keras.callbacks.Callback):
         predicted, _ = predict_texts(self.model, self.images, self.vocabulary)
         logs["val_exact_match"] = exact_match(self.texts, predicted)
         logs["val_cer"] = character_error_rate(self.texts, predicted)
+
+
+class TrainingDiverged(CaptchaOcrError):
+    pass
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Fail the step at the first epoch whose loss is NaN or infinite, naming it.
+
+    Keras's TerminateOnNaN only ends the fit, after which the diverged weights
+    would be saved as the model. Raising here, before the epoch's checkpoint is
+    written, fails the step with every old output and the last good checkpoint kept.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key in ("loss", "val_loss"):
+            value = float((logs or {}).get(key, 0.0))
+            if not math.isfinite(value):
+                what = "NaN" if math.isnan(value) else "infinite"
+                raise TrainingDiverged(
+                    f"{key} became {what} in epoch {epoch + 1}: training diverged and stopped; "
+                    f"{MODEL_PATH} and {HISTORY_PATH} are left as they were. Lower "
+                    "train.learning_rate (or raise train.warmup_epochs) and train again"
+                )
 
 
 class MlflowEpochLogger(keras.callbacks.Callback):
@@ -167,9 +191,36 @@ def train(params: Params) -> keras.Model:
             state, model = TrainState(), compiled_model()
     if state.epoch:
         print(f"train: resuming after epoch {state.epoch} from {checkpoint.folder}")
-    UNLOGGED_PATH.unlink(missing_ok=True)  # from an earlier run, outside DVC
 
     run = start_run(state, params, model)
+    trained, summary, lost = fit_and_log(model, p, data, val_texts, vocabulary, checkpoint, state)
+    if not lost:
+        UNLOGGED_PATH.unlink(missing_ok=True)  # an earlier run's, now logged or replaced
+    end_run("FINISHED")
+    checkpoint.clear()
+    print(
+        f"train: {summary['epochs_run']} epochs in {summary['train_seconds']:.0f} s, best epoch "
+        f"{summary['best_epoch']} (val_loss {summary['best_val_loss']:.3f}, val exact match "
+        f"{summary['best_val_exact_match']:.3f}); model in {MODEL_PATH}, "
+        f"MLflow run {run.info.run_id}"
+    )
+    return trained
+
+
+def fit_and_log(
+    model: keras.Model,
+    p: TrainParams,
+    data: dict[str, dict[str, np.ndarray]],
+    val_texts: list[str],
+    vocabulary: Vocabulary,
+    checkpoint: Checkpoint,
+    state: TrainState,
+) -> tuple[keras.Model, dict, list[str]]:
+    """Train, log the summary, history and model to the open MLflow run, write the outputs.
+
+    Returns the trained network, the summary metrics and the logging calls
+    that failed even on retry.
+    """
     log = tracking.RunLog()
     previous_handler = signal.signal(signal.SIGTERM, sigterm_as_exit)
     try:
@@ -183,11 +234,20 @@ def train(params: Params) -> keras.Model:
             "best_val_exact_match": float(frame["val_exact_match"][best]),
         }
         log("summary metrics", lambda: mlflow.log_metrics(summary), data=summary)
-        log("reports/train_history.csv", lambda: mlflow.log_artifact(str(HISTORY_PATH), "reports"))
+        # Logged from memory: the file is written below, with the other outputs.
+        history = frame.to_csv(index=False)
+        log(str(HISTORY_PATH), lambda: mlflow.log_text(history, f"reports/{HISTORY_PATH.name}"))
         log("reports/data_report.json", lambda: mlflow.log_artifact(str(REPORT_PATH), "reports"))
         example = data["val"]["images"][:2]
         log("logged model 'model'", lambda: tracking.log_keras_model(trained, example))
-        log.finish(UNLOGGED_PATH)
+        # The model, history, run reference and list of unlogged calls move in
+        # together: a training that fails or diverges leaves the old ones.
+        with all_or_nothing():
+            write_with(HISTORY_PATH, lambda path: frame.to_csv(path, index=False))
+            with atomic_path(MODEL_PATH) as tmp:
+                trained.save(tmp)
+            tracking.save_run_ref(RUN_PATH, mlflow.active_run())
+            lost = log.finish(UNLOGGED_PATH)
     except BaseException as err:
         # Ctrl-C or SIGTERM: KILLED; anything else: FAILED. The checkpoint stays for a rerun.
         killed = isinstance(err, KeyboardInterrupt | SystemExit)
@@ -195,19 +255,11 @@ def train(params: Params) -> keras.Model:
         raise
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
-    end_run("FINISHED")
-    checkpoint.clear()
-    print(
-        f"train: {len(frame)} epochs in {seconds:.0f} s, best epoch {best + 1} "
-        f"(val_loss {summary['best_val_loss']:.3f}, val exact match "
-        f"{summary['best_val_exact_match']:.3f}); model in {MODEL_PATH}, "
-        f"MLflow run {run.info.run_id}"
-    )
-    return trained
+    return trained, summary, lost
 
 
 def start_run(state: TrainState, params: Params, model: keras.Model) -> mlflow.ActiveRun:
-    """Reopen the run of a resumed checkpoint, else start one; record it beside the model.
+    """Reopen the run of a resumed checkpoint, else start one (train records it at the end).
 
     Runs left RUNNING by a killed training on this machine are marked FAILED first.
     """
@@ -231,7 +283,6 @@ def start_run(state: TrainState, params: Params, model: keras.Model) -> mlflow.A
         raise CaptchaOcrError(
             tracking.redact(f"MLflow tracking at {tracking.tracking_uri()} is not usable: {err}")
         ) from None
-    tracking.save_run_ref(RUN_PATH, run)
     return run
 
 
@@ -245,7 +296,7 @@ def fit(
     state: TrainState,
     log: tracking.RunLog,
 ) -> tuple[keras.Model, pd.DataFrame, float]:
-    """Train from ``state.epoch`` on; save the history and the model (atomically)."""
+    """Train from ``state.epoch`` on; the network without its optimizer, and the history."""
     early = ResumableEarlyStopping(
         monitor="val_loss",
         patience=p.patience,
@@ -262,6 +313,7 @@ def fit(
         initial_epoch=state.epoch,
         verbose=2,
         callbacks=[
+            StopOnNonFiniteLoss(),  # first: a diverged epoch is neither read nor saved
             ValidationReading(data["val"]["images"], val_texts, vocabulary),
             MlflowEpochLogger(log),
             early,  # before the checkpoint, which saves its counters
@@ -269,12 +321,7 @@ def fit(
         ],
     )
     seconds = time.perf_counter() - started
-    frame = pd.DataFrame(state.rows)
-    write_with(HISTORY_PATH, lambda path: frame.to_csv(path, index=False))
-    trained = without_optimizer(model)
-    with atomic_path(MODEL_PATH) as tmp:
-        trained.save(tmp)
-    return trained, frame, seconds
+    return without_optimizer(model), pd.DataFrame(state.rows), seconds
 
 
 def training_inputs(images: np.ndarray, labels: np.ndarray, p: TrainParams) -> dict:
@@ -332,7 +379,9 @@ def without_optimizer(model: keras.Model) -> keras.Model:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="captcha-ocr train", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="captcha-ocr train", description=__doc__, allow_abbrev=False
+    )
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
     train(load_params(args.params))
