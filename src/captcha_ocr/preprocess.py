@@ -168,7 +168,9 @@ def load_split(name: str, arrays_dir: Path = ARRAYS_DIR) -> dict[str, np.ndarray
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="captcha-ocr preprocess", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="captcha-ocr preprocess", description=__doc__, allow_abbrev=False
+    )
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
     preprocess(load_params(args.params).preprocess)

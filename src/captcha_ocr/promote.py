@@ -25,7 +25,9 @@ REGISTERED_PATH = Path("models/export/registered.json")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="captcha-ocr promote", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="captcha-ocr promote", description=__doc__, allow_abbrev=False
+    )
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument(
         "--version",
