@@ -262,8 +262,8 @@ def promotion_lock(client: MlflowClient, name: str) -> Iterator[None]:
     holder = f"{socket.gethostname()} pid {os.getpid()} #{uuid.uuid4().hex[:8]}"
     deadline = time.monotonic() + LOCK_WAIT_SECONDS
     while not _try_lock(client, lock, holder, name):
-        # Every pass waits and checks the deadline: a lock this user may not read
-        # or delete must end in an error, not in a loop that hammers the server.
+        # Every pass waits and checks the deadline: a lock that is never released
+        # must end in an error, not in a loop that hammers the server.
         held = _lock_holder(client, lock)
         holder_then, age = held or ("unknown", 0.0)
         if held is not None and age > LOCK_STALE_SECONDS:
