@@ -6,12 +6,22 @@ fails at the start of a step with the name of the key, not an hour into training
 
 from __future__ import annotations
 
+import math
 import os
+import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from captcha_ocr.errors import CaptchaOcrError
 
@@ -71,7 +81,16 @@ class PreprocessParams(Section):
         return self
 
 
+# The sections below refuse .inf and .nan themselves; load_params refuses them
+# in every section, naming the key.
+FINITE = ConfigDict(allow_inf_nan=False)
+# A layer size: zero channels or units build no network.
+Size = Annotated[int, Field(ge=1)]
+
+
 class TrainParams(Section):
+    model_config = FINITE
+
     seed: int = 1337
     epochs: int = Field(100, ge=1)
     batch_size: int = Field(16, ge=1)
@@ -83,7 +102,7 @@ class TrainParams(Section):
     # Narrow each training image by a random 0 to this fraction, keeping its
     # height and label: crowded characters, the case small front ends misread.
     augment_squeeze: float = Field(0.0, ge=0, lt=1)
-    conv_filters: list[int] = Field(default_factory=lambda: [32, 64], min_length=1)
+    conv_filters: list[Size] = Field(default_factory=lambda: [32, 64], min_length=1)
     # Max-pool (height, width) after each conv block; width pooling sets the
     # number of time steps the sequence layers and CTC see (200 / 2 / 2 = 50).
     conv_pool: list[tuple[int, int]] = Field(default_factory=lambda: [(2, 2), (2, 2)])
@@ -101,7 +120,7 @@ class TrainParams(Section):
     # bidirectional RNN per entry of sequence_units (the example: two BiLSTMs).
     sequence: Literal["conv", "lstm", "gru"] = "lstm"
     # Conv1D channels, or RNN units per direction, one entry per layer.
-    sequence_units: list[int] = Field(default_factory=lambda: [128, 64], min_length=1)
+    sequence_units: list[Size] = Field(default_factory=lambda: [128, 64], min_length=1)
     sequence_kernel: int = Field(5, ge=1, description="conv: columns each Conv1D layer sees")
     # conv: space the kernel's taps 1, 2, 4, ... columns apart, layer by layer,
     # so three layers of 3 taps see 15 columns.
@@ -120,18 +139,39 @@ class TrainParams(Section):
 
 
 class EvaluateParams(Section):
+    model_config = FINITE
+
     sample_grid: int = Field(16, ge=1, description="test images shown in the PNG grid")
 
 
+# Registered model names go into MLflow search filters and models:/ URIs,
+# where a quote or a space would change their meaning.
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
 class ExportParams(Section):
+    model_config = FINITE
+
     model_name: str = "captcha-ocr"
     # Also write captcha_network_int8.onnx, quantized on this many training
     # images; it must read right every test captcha the reader reads right.
     int8: bool = True
     calibration_images: int = Field(256, ge=1)
 
+    @field_validator("model_name")
+    @classmethod
+    def _safe_name(cls, name: str) -> str:
+        if not MODEL_NAME.fullmatch(name):
+            raise ValueError(
+                f"{name!r} is not a usable registered model name: up to 100 letters, "
+                "digits, '.', '_' or '-', starting with a letter or digit"
+            )
+        return name
+
 
 class PromoteParams(Section):
+    model_config = FINITE
+
     # The first champion must read at least this share of test captchas whole.
     min_exact_match: float = Field(0.95, ge=0, le=1)
     # A challenger must beat the champion's exact match by more than this
@@ -146,6 +186,37 @@ class Params(Section):
     evaluate: EvaluateParams = EvaluateParams()
     export: ExportParams = ExportParams()
     promote: PromoteParams = PromoteParams()
+
+    @model_validator(mode="after")
+    def _network_fits_the_images(self) -> Params:
+        """The conv blocks leave at least one row and enough columns for the labels.
+
+        Checked here, not by Keras an hour in: a pool larger than the feature map
+        fails to build ("output size would be zero"), and too few columns (CTC time
+        steps) for the longest label make the loss infinite.
+        """
+        p, t = self.preprocess, self.train
+        height, width = p.image_height, p.image_width
+        strides = t.conv_strides or [(1, 1)] * len(t.conv_filters)
+        for block, ((sh, sw), (ph, pw)) in enumerate(zip(strides, t.conv_pool, strict=True), 1):
+            # Convolutions pad to "same" (a stride rounds up); pools drop the remainder.
+            height, width = math.ceil(height / sh) // ph, math.ceil(width / sw) // pw
+            if not (height and width):
+                raise ValueError(
+                    f"train.conv_strides and train.conv_pool leave nothing of the "
+                    f"{p.image_height}x{p.image_width} image (preprocess.image_height x "
+                    f"preprocess.image_width) after conv block {block} "
+                    f"(stride {sh}x{sw}, pool {ph}x{pw})"
+                )
+        # CTC needs a blank between two equal characters: up to 2n - 1 steps for n.
+        needed = 2 * p.max_label_length - 1
+        if width < needed:
+            raise ValueError(
+                f"train.conv_strides and train.conv_pool leave {width} time steps of the "
+                f"{p.image_width} columns (preprocess.image_width); "
+                f"preprocess.max_label_length {p.max_label_length} needs at least {needed}"
+            )
+        return self
 
     def flat(self, sections: tuple[str, ...] | None = None) -> dict[str, object]:
         """``section.key`` -> value, the way MLflow shows params (all sections by default)."""
@@ -175,10 +246,35 @@ def load_params(path: Path | str = "params.yaml") -> Params:
         raise ParamsError(f"{path}: file not found") from None
     except yaml.YAMLError as err:
         raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    return validate_params(raw, str(path))
+
+
+def validate_params(raw: object, where: str) -> Params:
+    """params.yaml as read, checked; the ParamsError starts with ``where`` and names each key."""
+    problems = [f"{key}: {value} is not a finite number" for key, value in _non_finite(raw)]
+    if problems:
+        raise ParamsError(f"{where}: {'; '.join(problems)}")
     try:
         return Params.model_validate(raw)
     except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
-        )
-        raise ParamsError(f"{path}: {problems}") from None
+        problems = [_problem(e) for e in err.errors()]
+        raise ParamsError(f"{where}: {'; '.join(problems)}") from None
+
+
+def _problem(error: dict) -> str:
+    """One pydantic error as ``section.key: what is wrong``; cross-section checks name their own."""
+    key = ".".join(str(p) for p in error["loc"])
+    message = str(error["ctx"]["error"]) if error["type"] == "value_error" else error["msg"]
+    return f"{key}: {message}" if key else message
+
+
+def _non_finite(value: object, key: str = "") -> Iterator[tuple[str, float]]:
+    """(``section.key``, value) for every .inf and .nan, however deep in lists."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield key, value
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            yield from _non_finite(item, f"{key}.{name}" if key else str(name))
+    elif isinstance(value, list):
+        for item in value:
+            yield from _non_finite(item, key)

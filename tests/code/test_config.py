@@ -1,7 +1,10 @@
+import math
+import re
+
 import pytest
 import yaml
 
-from captcha_ocr.config import SOURCE_ENV, UPSTREAM_URL, ParamsError, load_params
+from captcha_ocr.config import SOURCE_ENV, UPSTREAM_URL, ParamsError, TrainParams, load_params
 
 from ..conftest import PROJECT_ROOT
 
@@ -60,3 +63,61 @@ def test_cli_reports_a_bad_key_and_exits_nonzero(tmp_path, capsys):
 
     assert main(["ingest", "--params", str(write(tmp_path, {"ingest": {"sourse": "x"}}))]) == 1
     assert "ingest.sourse" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("train:\n  learning_rate: .inf\n", "train.learning_rate"),
+        ("train:\n  weight_decay: .inf\n", "train.weight_decay"),
+        ("train:\n  learning_rate: -.inf\n", "train.learning_rate"),
+        ("train:\n  dropout: .nan\n", "train.dropout"),
+        ("preprocess:\n  max_rejected_fraction: .nan\n", "preprocess.max_rejected_fraction"),
+        ("promote:\n  min_gain: .nan\n", "promote.min_gain"),
+    ],
+)
+def test_non_finite_numbers_are_refused_by_key(tmp_path, text, key):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(ParamsError, match=rf"{re.escape(key)}: \S+ is not a finite number"):
+        load_params(path)
+
+
+def test_sections_refuse_non_finite_numbers_built_in_code():
+    with pytest.raises(ValueError, match="finite number"):
+        TrainParams(learning_rate=math.inf)
+
+
+# (params, the message's words); the project's image is 50x200, labels up to 5.
+UNBUILDABLE = [
+    ({"train": {"conv_pool": [[64, 64], [2, 2]]}}, "pool 64x64"),
+    ({"train": {"conv_strides": [[8, 8], [8, 8]]}}, "after conv block 2"),
+    ({"train": {"conv_pool": [[2, 8], [2, 8]]}}, "leave 3 time steps"),
+    ({"preprocess": {"image_width": 35}}, "leave 8 time steps"),
+    ({"preprocess": {"max_label_length": 40}}, "needs at least 79"),
+    ({"preprocess": {"max_label_length": 10**9}}, r"max_label_length: .*less than or equal to 64"),
+    ({"train": {"conv_filters": [0, 8]}}, r"train\.conv_filters\.0"),
+    ({"train": {"sequence_units": [-1]}}, r"train\.sequence_units\.0"),
+]
+
+
+@pytest.mark.parametrize(("data", "message"), UNBUILDABLE)
+def test_params_that_build_no_network_are_refused_before_training(tmp_path, data, message):
+    with pytest.raises(ParamsError, match=message):
+        load_params(write(tmp_path, data))
+
+
+def test_just_enough_time_steps_for_the_longest_label_are_accepted(tmp_path):
+    # 36 columns pooled twice by 2: 9 steps, a blank between each of 5 characters.
+    load_params(write(tmp_path, {"preprocess": {"image_width": 36}}))
+
+
+@pytest.mark.parametrize("name", ["captcha-ocr", "a.b_c-1", "X" * 100])
+def test_plain_model_names_are_accepted(tmp_path, name):
+    assert load_params(write(tmp_path, {"export": {"model_name": name}})).export.model_name == name
+
+
+@pytest.mark.parametrize("name", ["it's", "x' OR name LIKE '%", "a b", "", "-x", "X" * 101])
+def test_model_names_that_would_break_a_registry_filter_are_refused(tmp_path, name):
+    with pytest.raises(ParamsError, match=r"export\.model_name: .* not a usable"):
+        load_params(write(tmp_path, {"export": {"model_name": name}}))

@@ -4,6 +4,7 @@ caching setting as intended, and params checked before anything is sent."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,13 +15,14 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from captcha_ocr import paths
-from captcha_ocr.config import ParamsError
+from captcha_ocr.config import SOURCE_ENV, ParamsError
 from captcha_ocr.kubeflow.cli import (
     PipelineError,
     apply_overrides,
     checked_tracking_uri,
     compile_pipeline,
     load_pipeline_module,
+    local_run_arguments,
 )
 
 from ..conftest import PROJECT_ROOT
@@ -152,6 +154,60 @@ def test_overrides_are_checked_like_params_yaml(module):
     ]:
         with pytest.raises(ParamsError, match=named.replace(".", r"\.")):
             apply_overrides(sections, [bad])
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("train.conv_filters=[1, 2", "--param 'train.conv_filters=[1, 2': the value is not valid"),
+        ("train.learning_rate=.inf", "train.learning_rate: inf is not a finite number"),
+        ("train.conv_pool=[[64, 64], [2, 2]]", "train.conv_pool"),
+    ],
+)
+def test_a_bad_override_is_named(module, override, named):
+    sections = module.default_params(PROJECT_ROOT / "params.yaml")
+    with pytest.raises(ParamsError, match=re.escape(named)):
+        apply_overrides(sections, [override])
+
+
+def test_compile_takes_param_overrides_as_the_compiled_defaults(tmp_path):
+    out = tmp_path / "pipeline.yaml"
+    command = [sys.executable, "-m", "captcha_ocr", "pipeline", "compile", "-o", str(out)]
+    command += ["--param", "train.epochs=3", "--param", "export.model_name=reader-b"]
+    done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    parameters = next(yaml.safe_load_all(out.read_text()))["root"]["inputDefinitions"]
+    assert parameters["parameters"]["train"]["defaultValue"]["epochs"] == 3
+    assert parameters["parameters"]["export"]["defaultValue"]["model_name"] == "reader-b"
+
+
+# ($CAPTCHA_OCR_SOURCE, --param overrides, the ingest.source the components get);
+# {up} is the folder above the one the command runs in, {here} that folder.
+SOURCES = [
+    ("../shared/data/captchas.zip", [], "{up}/shared/data/captchas.zip"),
+    ("file://../captchas.zip", [], "{up}/captchas.zip"),
+    ("~/captchas.zip", [], os.path.expanduser("~/captchas.zip")),
+    ("/data/captchas.zip", [], "/data/captchas.zip"),
+    ("https://example.org/c.zip?x=1", [], "https://example.org/c.zip?x=1"),
+    (None, ["ingest.source=data/captchas.zip"], "{here}/data/captchas.zip"),
+    ("../env.zip", ["ingest.source=param.zip"], "{here}/param.zip"),
+]
+
+
+@pytest.mark.parametrize(("env", "overrides", "expected"), SOURCES)
+def test_a_local_run_hands_the_components_an_absolute_source(
+    module, tmp_path, monkeypatch, env, overrides, expected
+):
+    (tmp_path / "project").mkdir()
+    monkeypatch.chdir(tmp_path / "project")
+    if env is None:
+        monkeypatch.delenv(SOURCE_ENV, raising=False)
+    else:
+        monkeypatch.setenv(SOURCE_ENV, env)
+    options = module.PipelineOptions(params_path=PROJECT_ROOT / "params.yaml")
+    arguments = local_run_arguments(module, options, overrides, "sqlite:////m.db", Path.cwd())
+    here = Path.cwd()
+    assert arguments["ingest"]["source"] == expected.format(up=here.parent, here=here)
 
 
 def test_each_step_writes_what_its_dvc_stage_declares():

@@ -3,7 +3,10 @@ better model, whatever the interleaving; the lock that makes it so."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
+from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
@@ -89,9 +92,81 @@ def test_a_stale_lock_from_a_crashed_promotion_is_broken(store, monkeypatch, cap
     held_lock(client, "stale")
     monkeypatch.setattr(registry, "LOCK_STALE_SECONDS", 0.0)
     assert promote("stale", GATE, version=v1)["promoted"]
-    assert "breaking the promotion lock of host-b pid 4242" in capsys.readouterr().out
+    assert "broke the stale promotion lock of host-b pid 4242" in capsys.readouterr().out
     names = {m.name for m in client.search_registered_models()}
     assert names == {"stale"}  # the lock is released after the promotion
+
+
+def backdate(store: Path, lock: str, seconds: float) -> None:
+    """Age a lock in the store's own table, as a promotion that crashed long ago left it."""
+    with sqlite3.connect(store / "mlflow.db") as db:
+        db.execute(
+            "UPDATE registered_models SET creation_time = creation_time - ? WHERE name = ?",
+            (int(seconds * 1000), lock),
+        )
+
+
+def test_a_waiter_that_read_a_stale_lock_never_deletes_the_lock_taken_in_its_place(
+    store, monkeypatch
+):
+    """Two waiters see the same stale lock; one breaks it and takes a new one while the
+    other is held up between reading the stale lock and acting on it."""
+    client = MlflowClient()
+    client.create_registered_model("race")
+    v1 = add_version(client, "race", str(store / "model"), 0.8)
+    lock = f"race{LOCK_SUFFIX}"
+    held_lock(client, "race")
+    backdate(store, lock, 2 * registry.LOCK_STALE_SECONDS)
+
+    # The slow waiter pauses right after its first read of the lock (the stale one).
+    read_lock = registry._lock_holder
+    slow_reads: list = []
+    read_the_stale_lock, go_on = threading.Event(), threading.Event()
+
+    def reading(client, name):
+        held = read_lock(client, name)
+        if threading.current_thread() is slow:
+            slow_reads.append(held)
+            if len(slow_reads) == 1:
+                read_the_stale_lock.set()
+                go_on.wait(30)
+        return held
+
+    monkeypatch.setattr(registry, "_lock_holder", reading)
+    results, errors = [], []
+
+    def promote_slowly():
+        try:
+            results.append(promote("race", GATE, version=v1))
+        except BaseException as err:  # reported below, not lost in the thread
+            errors.append(err)
+
+    slow = threading.Thread(target=promote_slowly)
+    slow.start()
+    assert read_the_stale_lock.wait(30)
+    with registry.promotion_lock(client, "race"):  # the quick waiter breaks it and holds it
+        ours = read_lock(client, lock)[0]
+        go_on.set()
+        # Until the slow waiter has acted on what it read and looked again.
+        deadline = time.monotonic() + 30
+        while len(slow_reads) < 3 and slow.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        held = read_lock(client, lock)
+        assert held is not None and held[0] == ours, f"our lock was deleted; now {held}"
+    slow.join(60)
+    assert errors == [] and results[0]["promoted"]  # it waited for us, then promoted
+    assert {m.name for m in client.search_registered_models()} == {"race"}
+
+
+def test_a_promotion_whose_lock_was_broken_leaves_the_new_holders_lock(store, capsys):
+    client = MlflowClient()
+    lock = f"kept{LOCK_SUFFIX}"
+    with registry.promotion_lock(client, "kept"):
+        # Meanwhile another waiter took this promotion for crashed, broke its lock, took it.
+        client.delete_registered_model(lock)
+        held_lock(client, "kept")
+    assert client.get_registered_model(lock).tags["holder"] == "host-b pid 4242"
+    assert "is not ours and is left alone" in capsys.readouterr().err
 
 
 def test_promote_step_takes_the_version_its_export_registered(store):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -80,3 +82,10 @@ def test_promoting_a_missing_version_names_it_and_changes_nothing(store, reader_
     with pytest.raises(PromotionError, match="version 99"):
         promote(NAME, GATE, version="99")
     assert aliases() == {"champion": v1}
+
+
+@pytest.mark.parametrize("name", ["it's", "x' OR name LIKE '%"])
+def test_a_model_name_that_would_break_the_search_filter_is_refused(store, name):
+    with pytest.raises(PromotionError, match=re.escape(repr(name))):
+        promote(name, GATE)
+    assert MlflowClient().search_registered_models() == []  # no lock left behind

@@ -1,6 +1,6 @@
 """``captcha-ocr pipeline``: compile, run locally, or submit the Kubeflow pipeline.
 
-    captcha-ocr pipeline compile [-o pipeline.yaml]
+    captcha-ocr pipeline compile [-o pipeline.yaml] [--param k=v ...]
     captcha-ocr pipeline run-local [--param train.epochs=1 ...]
     captcha-ocr pipeline submit --host URL [--experiment NAME] [--namespace NS]
                                 [--param k=v ...] [--wait]
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from captcha_ocr.config import Params, ParamsError
+from captcha_ocr.config import SOURCE_ENV, ParamsError, validate_params
 from captcha_ocr.errors import CaptchaOcrError
 from captcha_ocr.redaction import redact_source
 
@@ -50,11 +50,14 @@ def apply_overrides(sections: dict[str, dict], overrides: list[str]) -> dict[str
             raise ParamsError(f"--param {override!r}: expected section.key=value")
         if section not in result:
             raise ParamsError(f"--param {override!r}: unknown section {section!r}")
-        result[section][key] = yaml.safe_load(text)
-    try:
-        Params.model_validate(result)
-    except Exception as err:  # pydantic's message names the key
-        raise ParamsError(f"--param: {err}") from None
+        try:
+            result[section][key] = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ParamsError(
+                f"--param {override!r}: the value is not valid YAML ({problem})"
+            ) from None
+    validate_params(result, "--param")
     return result
 
 
@@ -67,6 +70,32 @@ def pipeline_arguments(
     if tracking_uri is not None:
         arguments["mlflow_tracking_uri"] = tracking_uri
     return arguments
+
+
+def local_run_arguments(
+    module, options, overrides: list[str], tracking_uri: str, base: Path
+) -> dict[str, object]:
+    """The arguments of a local run, ``ingest.source`` made absolute against ``base``.
+
+    Components run in scratch folders, where a relative path names nothing.
+    $CAPTCHA_OCR_SOURCE takes the place of params.yaml's source, as it does for
+    ``captcha-ocr ingest``; ``--param ingest.source=...`` takes the place of both.
+    """
+    arguments = pipeline_arguments(module, options, overrides, tracking_uri)
+    ingest = dict(arguments["ingest"])
+    if os.environ.get(SOURCE_ENV) and not any(o.startswith("ingest.source=") for o in overrides):
+        ingest["source"] = os.environ[SOURCE_ENV]
+    ingest["source"] = absolute_source(ingest["source"], base)
+    arguments["ingest"] = ingest
+    return arguments
+
+
+def absolute_source(source: str, base: Path) -> str:
+    """A local path (``file://`` or none, as ingest reads them) made absolute; URLs as they are."""
+    if "://" in source and not source.startswith("file://"):
+        return source
+    path = Path(source.removeprefix("file://")).expanduser()
+    return os.path.abspath(base / path)
 
 
 def compile_pipeline(module, options, output: Path) -> Path:
@@ -165,14 +194,16 @@ def submit(
 
 
 def main(argv: list[str] | None = None) -> None:
+    # No abbreviations: `--param` must never be read as `--params`.
     parser = argparse.ArgumentParser(
         prog="captcha-ocr pipeline",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
     )
     commands = parser.add_subparsers(dest="command", required=True)
     for name in ("compile", "run-local", "submit"):
-        sub = commands.add_parser(name)
+        sub = commands.add_parser(name, allow_abbrev=False)
         sub.add_argument("--params", type=Path, default=Path("params.yaml"))
         sub.add_argument(
             "--image", help="container image of the components (or $CAPTCHA_OCR_IMAGE)"
@@ -184,8 +215,7 @@ def main(argv: list[str] | None = None) -> None:
         sub.add_argument("--train-memory", default="4G")
         sub.add_argument("--accelerator-type", help="e.g. nvidia.com/gpu")
         sub.add_argument("--accelerator-count", type=int, default=1)
-        if name != "compile":
-            sub.add_argument("--param", action="append", default=[], metavar="SECTION.KEY=VALUE")
+        sub.add_argument("--param", action="append", default=[], metavar="SECTION.KEY=VALUE")
     commands.choices["compile"].add_argument("-o", "--output", type=Path, default="pipeline.yaml")
     local_cmd = commands.choices["run-local"]
     local_cmd.add_argument("--pipeline-root", type=Path, default=LOCAL_ROOT)
@@ -213,6 +243,7 @@ def main(argv: list[str] | None = None) -> None:
         accelerator_count=args.accelerator_count,
         mlflow_secret=args.mlflow_secret,
         source_secret=args.source_secret,
+        param_overrides=tuple(args.param) if args.command == "compile" else (),
     )
     if args.command != "run-local":  # a local run's parameters stay on this machine
         check_source_is_public(module.default_params(options.params_path), str(args.params))
@@ -222,13 +253,12 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "run-local":
         from captcha_ocr.tracking import tracking_uri
 
-        overrides = list(args.param)
-        if os.environ.get("CAPTCHA_OCR_SOURCE"):
-            overrides.insert(0, f"ingest.source={os.environ['CAPTCHA_OCR_SOURCE']}")
         uri = options.mlflow_tracking_uri or checked_tracking_uri(tracking_uri())
-        run_local(
-            module, options, pipeline_arguments(module, options, overrides, uri), args.pipeline_root
-        )
+        arguments = local_run_arguments(module, options, args.param, uri, Path.cwd())
+        # The ingest component would read the variable, relative path and all, in
+        # its scratch folder: its value is in the ingest.source argument now.
+        os.environ.pop(SOURCE_ENV, None)
+        run_local(module, options, arguments, args.pipeline_root)
         print(
             f"pipeline finished: artifacts under {args.pipeline_root}/, runs and models "
             f"in MLflow at {uri}"

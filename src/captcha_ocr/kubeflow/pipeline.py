@@ -10,6 +10,7 @@ accelerators, the secret with MLflow credentials) are ``PipelineOptions``,
 fixed at compile time.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,13 +57,17 @@ class PipelineOptions:
     # credential); mounted in the ingest step as CAPTCHA_OCR_SOURCE, never a parameter.
     source_secret: str | None = None
     ingest_retries: int = 3
+    # `section.key=value` overrides of params.yaml for the compiled defaults.
+    param_overrides: tuple[str, ...] = ()
 
 
-def default_params(path: Path) -> dict[str, dict]:
-    """params.yaml, validated, one dict per section; nulls dropped (KFP has no null)."""
+def default_params(path: Path, overrides: Sequence[str] = ()) -> dict[str, dict]:
+    """params.yaml with ``overrides``, validated, one dict per section; nulls dropped
+    (KFP has no null)."""
     from captcha_ocr.config import load_params
+    from captcha_ocr.kubeflow.cli import apply_overrides
 
-    params = load_params(path).model_dump(mode="json")
+    params = apply_overrides(load_params(path).model_dump(mode="json"), list(overrides))
     return {
         section: {k: v for k, v in params[section].items() if v is not None} for section in SECTIONS
     }
@@ -70,7 +75,7 @@ def default_params(path: Path) -> dict[str, dict]:
 
 def build_pipeline(options: PipelineOptions = PipelineOptions()):
     """The pipeline function, with defaults from ``options.params_path``."""
-    defaults = default_params(options.params_path)
+    defaults = default_params(options.params_path, options.param_overrides)
 
     @dsl.pipeline(
         name=PIPELINE_NAME,

@@ -182,7 +182,9 @@ async def read_body(request: Request) -> bytes:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="captcha-ocr demo", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="captcha-ocr demo", description=__doc__, allow_abbrev=False
+    )
     parser.add_argument(
         "--model",
         default=DEFAULT_REGISTRY_URI,

@@ -135,7 +135,9 @@ def resolve_model_uri(uri: str) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="captcha-ocr predict", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="captcha-ocr predict", description=__doc__, allow_abbrev=False
+    )
     parser.add_argument("paths", nargs="+", metavar="PATH")
     parser.add_argument("--model", help="reader file/folder, ONNX network or MLflow model URI")
     parser.add_argument("--json", action="store_true", help="one JSON list on stdout")

@@ -102,7 +102,9 @@ def evaluate(params: EvaluateParams) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="captcha-ocr evaluate", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="captcha-ocr evaluate", description=__doc__, allow_abbrev=False
+    )
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
     evaluate(load_params(args.params).evaluate)

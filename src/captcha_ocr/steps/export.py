@@ -140,7 +140,9 @@ def publish(reader_path: Path, params: Params) -> ModelVersion:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="captcha-ocr export", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="captcha-ocr export", description=__doc__, allow_abbrev=False
+    )
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
     export(load_params(args.params))

@@ -229,7 +229,9 @@ def _check_names(name: str, members: list[zipfile.ZipInfo]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="captcha-ocr ingest", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="captcha-ocr ingest", description=__doc__, allow_abbrev=False
+    )
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
     ingest(load_params(args.params).ingest)

@@ -208,7 +208,9 @@ def load_split(name: str, arrays_dir: Path = paths.PREPARED) -> dict[str, np.nda
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="captcha-ocr preprocess", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="captcha-ocr preprocess", description=__doc__, allow_abbrev=False
+    )
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
     preprocess(load_params(args.params).preprocess)

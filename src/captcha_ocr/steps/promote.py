@@ -22,7 +22,9 @@ from captcha_ocr.registry import format_table, promote
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="captcha-ocr promote", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="captcha-ocr promote", description=__doc__, allow_abbrev=False
+    )
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument(
         "--version",

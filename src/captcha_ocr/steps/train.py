@@ -31,7 +31,7 @@ from captcha_ocr.core.metrics import character_error_rate, exact_match
 from captcha_ocr.core.model import PACKAGE, build_training_model, predict_texts
 from captcha_ocr.core.vocabulary import Vocabulary
 from captcha_ocr.errors import CaptchaOcrError
-from captcha_ocr.files import atomic_path, write_with
+from captcha_ocr.files import all_or_nothing, atomic_path, write_with
 from captcha_ocr.redaction import public_params
 from captcha_ocr.steps.checkpoints import (
     Checkpoint,
@@ -41,8 +41,6 @@ from captcha_ocr.steps.checkpoints import (
     checkpoint_key,
 )
 from captcha_ocr.steps.preprocess import load_split
-
-# Written only when the tracking server could not take some of the logs.
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -83,6 +81,30 @@ class ValidationReading(keras.callbacks.Callback):
         predicted, _ = predict_texts(self.model, self.images, self.vocabulary)
         logs["val_exact_match"] = exact_match(self.texts, predicted)
         logs["val_cer"] = character_error_rate(self.texts, predicted)
+
+
+class TrainingDiverged(CaptchaOcrError):
+    pass
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Fail the step at the first epoch whose loss is NaN or infinite, naming it.
+
+    Keras's TerminateOnNaN only ends the fit, after which the diverged weights
+    would be saved as the model. Raising here, before the epoch's checkpoint is
+    written, fails the step with every old output and the last good checkpoint kept.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key in ("loss", "val_loss"):
+            value = float((logs or {}).get(key, 0.0))
+            if not math.isfinite(value):
+                what = "NaN" if math.isnan(value) else "infinite"
+                raise TrainingDiverged(
+                    f"{key} became {what} in epoch {epoch + 1}: training diverged and stopped; "
+                    f"{paths.TRAINED_MODEL} and {paths.TRAIN_HISTORY} are left as they were. Lower "
+                    "train.learning_rate (or raise train.warmup_epochs) and train again"
+                )
 
 
 class MlflowEpochLogger(keras.callbacks.Callback):
@@ -157,9 +179,36 @@ def train(params: Params) -> keras.Model:
             state, model = TrainState(), compiled_model()
     if state.epoch:
         print(f"train: resuming after epoch {state.epoch} from {checkpoint.folder}")
-    paths.MLFLOW_UNLOGGED.unlink(missing_ok=True)  # from an earlier run, outside DVC
 
     run = start_run(state, params, model)
+    trained, summary, lost = fit_and_log(model, p, data, val_texts, vocabulary, checkpoint, state)
+    if not lost:
+        paths.MLFLOW_UNLOGGED.unlink(missing_ok=True)  # an earlier run's, now logged or replaced
+    end_run("FINISHED")
+    checkpoint.clear()
+    print(
+        f"train: {summary['epochs_run']} epochs in {summary['train_seconds']:.0f} s, best epoch "
+        f"{summary['best_epoch']} (val_loss {summary['best_val_loss']:.3f}, val exact match "
+        f"{summary['best_val_exact_match']:.3f}); model in {paths.TRAINED_MODEL}, "
+        f"MLflow run {run.info.run_id}"
+    )
+    return trained
+
+
+def fit_and_log(
+    model: keras.Model,
+    p: TrainParams,
+    data: dict[str, dict[str, np.ndarray]],
+    val_texts: list[str],
+    vocabulary: Vocabulary,
+    checkpoint: Checkpoint,
+    state: TrainState,
+) -> tuple[keras.Model, dict, list[str]]:
+    """Train, log the summary, history and model to the open MLflow run, write the outputs.
+
+    Returns the trained network, the summary metrics and the logging calls
+    that failed even on retry.
+    """
     log = tracking.RunLog()
     previous_handler = signal.signal(signal.SIGTERM, sigterm_as_exit)
     try:
@@ -173,11 +222,21 @@ def train(params: Params) -> keras.Model:
             "best_val_exact_match": float(frame["val_exact_match"][best]),
         }
         log("summary metrics", lambda: mlflow.log_metrics(summary), data=summary)
-        for report in (paths.TRAIN_HISTORY, paths.DATA_REPORT):
-            log(str(report), lambda r=report: mlflow.log_artifact(str(r), "reports"))
+        # Logged from memory: the file is written below, with the other outputs.
+        history = frame.to_csv(index=False)
+        history_artifact = f"reports/{paths.TRAIN_HISTORY.name}"
+        log(history_artifact, lambda: mlflow.log_text(history, history_artifact))
+        log(str(paths.DATA_REPORT), lambda: mlflow.log_artifact(str(paths.DATA_REPORT), "reports"))
         example = data["val"]["images"][:2]
         log("logged model 'model'", lambda: tracking.log_keras_model(trained, example))
-        log.finish(paths.MLFLOW_UNLOGGED)
+        # The model, history, run reference and list of unlogged calls move in
+        # together: a training that fails or diverges leaves the old ones.
+        with all_or_nothing():
+            write_with(paths.TRAIN_HISTORY, lambda path: frame.to_csv(path, index=False))
+            with atomic_path(paths.TRAINED_MODEL) as tmp:
+                trained.save(tmp)
+            tracking.save_run_ref(paths.MLFLOW_RUN, mlflow.active_run())
+            lost = log.finish(paths.MLFLOW_UNLOGGED)
     except BaseException as err:
         # Ctrl-C or SIGTERM: KILLED; anything else: FAILED. The checkpoint stays for a rerun.
         killed = isinstance(err, KeyboardInterrupt | SystemExit)
@@ -185,19 +244,11 @@ def train(params: Params) -> keras.Model:
         raise
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
-    end_run("FINISHED")
-    checkpoint.clear()
-    print(
-        f"train: {len(frame)} epochs in {seconds:.0f} s, best epoch {best + 1} "
-        f"(val_loss {summary['best_val_loss']:.3f}, val exact match "
-        f"{summary['best_val_exact_match']:.3f}); model in {paths.TRAINED_MODEL}, "
-        f"MLflow run {run.info.run_id}"
-    )
-    return trained
+    return trained, summary, lost
 
 
 def start_run(state: TrainState, params: Params, model: keras.Model) -> mlflow.ActiveRun:
-    """Reopen the run of a resumed checkpoint, else start one; record it beside the model.
+    """Reopen the run of a resumed checkpoint, else start one (train records it at the end).
 
     Runs left RUNNING by a killed training on this machine are marked FAILED first.
     """
@@ -221,7 +272,6 @@ def start_run(state: TrainState, params: Params, model: keras.Model) -> mlflow.A
         raise CaptchaOcrError(
             tracking.redact(f"MLflow tracking at {tracking.tracking_uri()} is not usable: {err}")
         ) from None
-    tracking.save_run_ref(paths.MLFLOW_RUN, run)
     return run
 
 
@@ -235,7 +285,7 @@ def fit(
     state: TrainState,
     log: tracking.RunLog,
 ) -> tuple[keras.Model, pd.DataFrame, float]:
-    """Train from ``state.epoch`` on; save the history and the model (atomically)."""
+    """Train from ``state.epoch`` on; the network without its optimizer, and the history."""
     early = ResumableEarlyStopping(
         monitor="val_loss",
         patience=p.patience,
@@ -252,6 +302,7 @@ def fit(
         initial_epoch=state.epoch,
         verbose=2,
         callbacks=[
+            StopOnNonFiniteLoss(),  # first: a diverged epoch is neither read nor saved
             ValidationReading(data["val"]["images"], val_texts, vocabulary),
             MlflowEpochLogger(log),
             early,  # before the checkpoint, which saves its counters
@@ -259,12 +310,7 @@ def fit(
         ],
     )
     seconds = time.perf_counter() - started
-    frame = pd.DataFrame(state.rows)
-    write_with(paths.TRAIN_HISTORY, lambda path: frame.to_csv(path, index=False))
-    trained = without_optimizer(model)
-    with atomic_path(paths.TRAINED_MODEL) as tmp:
-        trained.save(tmp)
-    return trained, frame, seconds
+    return without_optimizer(model), pd.DataFrame(state.rows), seconds
 
 
 def training_inputs(images: np.ndarray, labels: np.ndarray, p: TrainParams) -> dict:
@@ -322,7 +368,9 @@ def without_optimizer(model: keras.Model) -> keras.Model:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="captcha-ocr train", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="captcha-ocr train", description=__doc__, allow_abbrev=False
+    )
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
     train(load_params(args.params))
