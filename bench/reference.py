@@ -33,13 +33,18 @@ REFERENCE_PARAMS = TrainParams(
     lr_schedule="constant",
     weight_decay=0.0,
     patience=10,
+    augment_squeeze=0.0,
     conv_filters=[32, 64],
     conv_pool=[(2, 2), (2, 2)],
+    conv_strides=None,
+    conv_separable=False,
     batch_norm=False,
     dense_units=64,
     dropout=0.2,
     sequence="lstm",
     sequence_units=[128, 64],
+    sequence_kernel=5,
+    sequence_dilate=False,
     sequence_dropout=0.25,
 )
 # The example's size with its 21 output classes; ours has 20 (19 characters and the blank).

@@ -9,7 +9,7 @@ def test_key_changes_with_any_train_param_or_data_byte(tmp_path):
     data.write_bytes(b"arrays")
     key = checkpoint_key(TrainParams(), [data])
     assert checkpoint_key(TrainParams(), [data]) == key
-    assert checkpoint_key(TrainParams(learning_rate=2e-3), [data]) != key
+    assert checkpoint_key(TrainParams(learning_rate=3e-3), [data]) != key
     assert checkpoint_key(TrainParams(epochs=101), [data]) != key
     data.write_bytes(b"arrayz")
     assert checkpoint_key(TrainParams(), [data]) != key

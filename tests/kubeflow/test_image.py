@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 from ..conftest import PROJECT_ROOT
@@ -61,6 +65,44 @@ def test_build_context_leaves_out_data_models_and_stores():
     # And nothing under src/ is data or a model.
     bulky = [p for p in Path(PROJECT_ROOT, "src").rglob("*") if p.suffix in {".keras", ".db"}]
     assert bulky == []
+
+
+def build_context(target: Path) -> Path:
+    """Copy what .dockerignore lets into the build context, as `docker build` would."""
+    target.mkdir()
+    rules = [r for r in (PROJECT_ROOT / ".dockerignore").read_text().splitlines() if r]
+    for rule in rules:
+        if rule.startswith("!"):
+            name = rule[1:].rstrip("/")
+            source = PROJECT_ROOT / name
+            if source.is_dir():
+                ignored = shutil.ignore_patterns("__pycache__", "*.egg-info")
+                shutil.copytree(source, target / name, ignore=ignored)
+            else:
+                shutil.copy(source, target / name)
+    return target
+
+
+def test_the_package_the_image_installs_builds_from_its_context(tmp_path):
+    # The image runs `pip install ... .` in the build context: the package must
+    # build from exactly that, with the demo page and the Kubeflow pipeline inside.
+    context = build_context(tmp_path / "context")
+    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"]
+    command += ["-q", "-w", str(tmp_path / "wheel"), str(context)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    (wheel,) = (tmp_path / "wheel").glob("captcha_ocr-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for needed in (
+        "captcha_ocr/serving/web/demo.html",
+        "captcha_ocr/serving/pyfunc_model.py",
+        "captcha_ocr/kubeflow/pipeline.py",
+        "captcha_ocr/kubeflow/components.py",
+    ):
+        assert needed in names
+    from captcha_ocr import __version__
+
+    assert wheel.name.startswith(f"captcha_ocr-{__version__}-")
 
 
 def test_components_default_to_the_image_the_readme_builds():
