@@ -24,9 +24,9 @@ import pandas as pd
 from captcha_ocr import paths
 from captcha_ocr.config import TrainParams, load_params
 from captcha_ocr.core.model import build_training_model
+from captcha_ocr.core.recipe import ValidationReading, make_optimizer
 from captcha_ocr.core.vocabulary import Vocabulary
 from captcha_ocr.steps.preprocess import load_split
-from captcha_ocr.steps.train import ValidationReading, make_optimizer
 
 PLATEAU_LOSS = 15.0
 READ_ENOUGH = 0.97

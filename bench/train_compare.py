@@ -51,15 +51,15 @@ from captcha_ocr.config import ExportParams, TrainParams, load_params
 from captcha_ocr.core.ctc import greedy_decode
 from captcha_ocr.core.metrics import character_error_rate, exact_match
 from captcha_ocr.core.model import build_training_model, predict_texts
-from captcha_ocr.core.runtimes import OnnxReader, OpenVinoReader, export_onnx, quantize_onnx
-from captcha_ocr.core.vocabulary import Vocabulary
-from captcha_ocr.steps.preprocess import load_split
-from captcha_ocr.steps.train import (
+from captcha_ocr.core.recipe import (
     ValidationReading,
     make_optimizer,
     training_inputs,
     without_optimizer,
 )
+from captcha_ocr.core.runtimes import OnnxReader, OpenVinoReader, export_onnx, quantize_onnx
+from captcha_ocr.core.vocabulary import Vocabulary
+from captcha_ocr.steps.preprocess import load_split
 
 PLATEAU_LOSS = 15.0  # the reference's loss sits near 16 until the model starts reading
 

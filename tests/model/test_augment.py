@@ -5,7 +5,7 @@ import numpy as np
 from captcha_ocr.config import TrainParams
 from captcha_ocr.core.images import decode_image
 from captcha_ocr.core.model import build_training_model
-from captcha_ocr.steps.train import training_inputs
+from captcha_ocr.core.recipe import training_inputs
 
 
 def ink_columns(image: np.ndarray) -> int:

@@ -1,4 +1,4 @@
-"""Step 3, train: fit the CNN + BiRNN + CTC model and log the run to MLflow.
+"""Step 3, train: fit the CNN + CTC model (core/recipe.py) and log the run to MLflow.
 
 Early stopping watches val_loss and restores the best weights. After every
 epoch the model reads the whole validation split, so the history (and MLflow)
@@ -19,6 +19,9 @@ import math
 import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import keras
 import mlflow
@@ -27,8 +30,13 @@ import pandas as pd
 
 from captcha_ocr import paths, tracking
 from captcha_ocr.config import MODEL_SECTIONS, Params, TrainParams, load_params
-from captcha_ocr.core.metrics import character_error_rate, exact_match
-from captcha_ocr.core.model import PACKAGE, build_training_model, predict_texts
+from captcha_ocr.core.model import build_training_model
+from captcha_ocr.core.recipe import (
+    ValidationReading,
+    make_optimizer,
+    training_inputs,
+    without_optimizer,
+)
 from captcha_ocr.core.vocabulary import Vocabulary
 from captcha_ocr.errors import CaptchaOcrError
 from captcha_ocr.files import all_or_nothing, atomic_path, write_with
@@ -41,46 +49,6 @@ from captcha_ocr.steps.checkpoints import (
     checkpoint_key,
 )
 from captcha_ocr.steps.preprocess import load_split
-
-
-@keras.saving.register_keras_serializable(package=PACKAGE)
-class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up to ``peak``, then (optionally) cosine decay to zero."""
-
-    def __init__(self, peak: float, warmup_steps: int, total_steps: int, cosine: bool):
-        self.peak, self.warmup_steps = peak, warmup_steps
-        self.total_steps, self.cosine = total_steps, cosine
-
-    def __call__(self, step):
-        step = keras.ops.cast(step, "float32")
-        warm = self.peak * (step + 1) / max(1, self.warmup_steps)
-        if not self.cosine:
-            return keras.ops.minimum(warm, self.peak)
-        decay_steps = max(1, self.total_steps - self.warmup_steps)
-        progress = keras.ops.clip((step - self.warmup_steps) / decay_steps, 0.0, 1.0)
-        cosine = 0.5 * self.peak * (1 + keras.ops.cos(math.pi * progress))
-        return keras.ops.where(step < self.warmup_steps, warm, cosine)
-
-    def get_config(self):
-        return {
-            "peak": self.peak,
-            "warmup_steps": self.warmup_steps,
-            "total_steps": self.total_steps,
-            "cosine": self.cosine,
-        }
-
-
-class ValidationReading(keras.callbacks.Callback):
-    """Adds val_exact_match and val_cer to each epoch's logs."""
-
-    def __init__(self, images: np.ndarray, texts: list[str], vocabulary: Vocabulary):
-        super().__init__()
-        self.images, self.texts, self.vocabulary = images, texts, vocabulary
-
-    def on_epoch_end(self, epoch, logs=None):
-        predicted, _ = predict_texts(self.model, self.images, self.vocabulary)
-        logs["val_exact_match"] = exact_match(self.texts, predicted)
-        logs["val_cer"] = character_error_rate(self.texts, predicted)
 
 
 class TrainingDiverged(CaptchaOcrError):
@@ -126,18 +94,6 @@ class MlflowEpochLogger(keras.callbacks.Callback):
         )
 
 
-def make_optimizer(params: TrainParams, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    schedule = WarmupCosine(
-        peak=params.learning_rate,
-        warmup_steps=params.warmup_epochs * steps_per_epoch,
-        total_steps=params.epochs * steps_per_epoch,
-        cosine=params.lr_schedule == "cosine",
-    )
-    if params.weight_decay:
-        return keras.optimizers.AdamW(schedule, weight_decay=params.weight_decay)
-    return keras.optimizers.Adam(schedule)
-
-
 def distribution_strategy(device_type: str = "GPU"):
     """Every GPU the machine has: MirroredStrategy over two or more, else the default.
 
@@ -152,23 +108,82 @@ def distribution_strategy(device_type: str = "GPU"):
     return tf.distribute.MirroredStrategy([d.name for d in devices])
 
 
+@dataclass(frozen=True)
+class TrainingData:
+    """The prepared train and val splits, and the vocabulary that reads their labels."""
+
+    train: dict[str, np.ndarray]
+    val: dict[str, np.ndarray]
+    val_texts: list[str]
+    vocabulary: Vocabulary
+
+    # What a checkpoint was trained on: a change to any of them starts afresh.
+    FILES = (paths.split_arrays("train"), paths.split_arrays("val"), paths.VOCABULARY)
+
+    @classmethod
+    def load(cls) -> TrainingData:
+        return cls(
+            train=load_split("train"),
+            val=load_split("val"),
+            val_texts=pd.read_csv(paths.split_csv("val"), dtype=str)["label"].tolist(),
+            vocabulary=Vocabulary.load(paths.VOCABULARY),
+        )
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        height, width = self.train["images"].shape[1:]
+        return height, width
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """A finished training: the network without its optimizer, and its history."""
+
+    model: keras.Model
+    history: pd.DataFrame
+    seconds: float
+
+    def summary(self) -> dict[str, float]:
+        best = int(self.history["val_loss"].idxmin())
+        return {
+            "train_seconds": self.seconds,
+            "epochs_run": len(self.history),
+            "best_epoch": best + 1,
+            "best_val_loss": float(self.history["val_loss"][best]),
+            "best_val_exact_match": float(self.history["val_exact_match"][best]),
+        }
+
+
 def train(params: Params) -> keras.Model:
     p = params.train
     keras.utils.set_random_seed(p.seed)
-    vocabulary = Vocabulary.load(paths.VOCABULARY)
-    data = {name: load_split(name) for name in ("train", "val")}
-    val_texts = pd.read_csv(paths.SPLITS / "val.csv", dtype=str)["label"].tolist()
-    height, width = data["train"]["images"].shape[1:]
-
-    data_files = [paths.PREPARED / "train.npz", paths.PREPARED / "val.npz", paths.VOCABULARY]
-    checkpoint = Checkpoint(checkpoint_key(p, data_files))
+    data = TrainingData.load()
+    checkpoint = Checkpoint(checkpoint_key(p, TrainingData.FILES))
     checkpoint.drop_others()
     state = checkpoint.load() or TrainState()
+    model, state = build_or_resume(p, data, checkpoint, state)
+    with tracked_run(state, params, model) as log:
+        fitted = fit(model, p, data, Resume(checkpoint, state), log)
+        save_and_log(fitted, data, log)
+    checkpoint.clear()
+    summary = fitted.summary()
+    print(
+        f"train: {summary['epochs_run']} epochs in {summary['train_seconds']:.0f} s, best epoch "
+        f"{summary['best_epoch']} (val_loss {summary['best_val_loss']:.3f}, val exact match "
+        f"{summary['best_val_exact_match']:.3f}); model in {paths.TRAINED_MODEL}, "
+        f"MLflow run {state.run_id}"
+    )
+    return fitted.model
 
-    steps_per_epoch = math.ceil(len(data["train"]["images"]) / p.batch_size)
+
+def build_or_resume(
+    p: TrainParams, data: TrainingData, checkpoint: Checkpoint, state: TrainState
+) -> tuple[keras.Model, TrainState]:
+    """A compiled network, with the checkpoint's weights and optimizer when there is one."""
+    steps_per_epoch = math.ceil(len(data.train["images"]) / p.batch_size)
 
     def compiled_model() -> keras.Model:
-        model = build_training_model(p, height, width, vocabulary.num_classes)
+        model = build_training_model(p, *data.image_size, data.vocabulary.num_classes)
         model.compile(optimizer=make_optimizer(p, steps_per_epoch), loss=keras.losses.CTC())
         return model
 
@@ -179,75 +194,53 @@ def train(params: Params) -> keras.Model:
             state, model = TrainState(), compiled_model()
     if state.epoch:
         print(f"train: resuming after epoch {state.epoch} from {checkpoint.folder}")
-
-    run = start_run(state, params, model)
-    trained, summary, lost = fit_and_log(model, p, data, val_texts, vocabulary, checkpoint, state)
-    if not lost:
-        paths.MLFLOW_UNLOGGED.unlink(missing_ok=True)  # an earlier run's, now logged or replaced
-    end_run("FINISHED")
-    checkpoint.clear()
-    print(
-        f"train: {summary['epochs_run']} epochs in {summary['train_seconds']:.0f} s, best epoch "
-        f"{summary['best_epoch']} (val_loss {summary['best_val_loss']:.3f}, val exact match "
-        f"{summary['best_val_exact_match']:.3f}); model in {paths.TRAINED_MODEL}, "
-        f"MLflow run {run.info.run_id}"
-    )
-    return trained
+    return model, state
 
 
-def fit_and_log(
-    model: keras.Model,
-    p: TrainParams,
-    data: dict[str, dict[str, np.ndarray]],
-    val_texts: list[str],
-    vocabulary: Vocabulary,
-    checkpoint: Checkpoint,
-    state: TrainState,
-) -> tuple[keras.Model, dict, list[str]]:
-    """Train, log the summary, history and model to the open MLflow run, write the outputs.
+@contextmanager
+def tracked_run(state: TrainState, params: Params, model: keras.Model) -> Iterator[tracking.RunLog]:
+    """The MLflow run of this training, from start (or reopening) to its end status.
 
-    Returns the trained network, the summary metrics and the logging calls
-    that failed even on retry.
+    The run ends FINISHED when the block does, KILLED on Ctrl-C or SIGTERM,
+    FAILED on anything else; the checkpoint stays for a rerun.
     """
-    log = tracking.RunLog()
+    start_run(state, params, model)
     previous_handler = signal.signal(signal.SIGTERM, sigterm_as_exit)
     try:
-        trained, frame, seconds = fit(model, p, data, val_texts, vocabulary, checkpoint, state, log)
-        best = int(frame["val_loss"].idxmin())
-        summary = {
-            "train_seconds": seconds,
-            "epochs_run": len(frame),
-            "best_epoch": best + 1,
-            "best_val_loss": float(frame["val_loss"][best]),
-            "best_val_exact_match": float(frame["val_exact_match"][best]),
-        }
-        log("summary metrics", lambda: mlflow.log_metrics(summary), data=summary)
-        # Logged from memory: the file is written below, with the other outputs.
-        history = frame.to_csv(index=False)
-        history_artifact = f"reports/{paths.TRAIN_HISTORY.name}"
-        log(history_artifact, lambda: mlflow.log_text(history, history_artifact))
-        log(str(paths.DATA_REPORT), lambda: mlflow.log_artifact(str(paths.DATA_REPORT), "reports"))
-        example = data["val"]["images"][:2]
-        log("logged model 'model'", lambda: tracking.log_keras_model(trained, example))
-        # The model, history, run reference and list of unlogged calls move in
-        # together: a training that fails or diverges leaves the old ones.
-        with all_or_nothing():
-            write_with(paths.TRAIN_HISTORY, lambda path: frame.to_csv(path, index=False))
-            with atomic_path(paths.TRAINED_MODEL) as tmp:
-                trained.save(tmp)
-            tracking.save_run_ref(paths.MLFLOW_RUN, mlflow.active_run())
-            lost = log.finish(paths.MLFLOW_UNLOGGED)
+        yield tracking.RunLog()
     except BaseException as err:
-        # Ctrl-C or SIGTERM: KILLED; anything else: FAILED. The checkpoint stays for a rerun.
         killed = isinstance(err, KeyboardInterrupt | SystemExit)
         end_run("KILLED" if killed else "FAILED")
         raise
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
-    return trained, summary, lost
+    end_run("FINISHED")
 
 
-def start_run(state: TrainState, params: Params, model: keras.Model) -> mlflow.ActiveRun:
+def save_and_log(fitted: Fitted, data: TrainingData, log: tracking.RunLog) -> None:
+    """Log the summary, history and model to the run, then write the step's outputs."""
+    summary = fitted.summary()
+    log("summary metrics", lambda: mlflow.log_metrics(summary), data=summary)
+    # Logged from memory: the file is written below, with the other outputs.
+    history = fitted.history.to_csv(index=False)
+    history_artifact = f"reports/{paths.TRAIN_HISTORY.name}"
+    log(history_artifact, lambda: mlflow.log_text(history, history_artifact))
+    log(str(paths.DATA_REPORT), lambda: mlflow.log_artifact(str(paths.DATA_REPORT), "reports"))
+    example = data.val["images"][:2]
+    log("logged model 'model'", lambda: tracking.log_keras_model(fitted.model, example))
+    # The model, history, run reference and list of unlogged calls move in
+    # together: a training that fails or diverges leaves the old ones.
+    with all_or_nothing():
+        write_with(paths.TRAIN_HISTORY, lambda path: fitted.history.to_csv(path, index=False))
+        with atomic_path(paths.TRAINED_MODEL) as tmp:
+            fitted.model.save(tmp)
+        tracking.save_run_ref(paths.MLFLOW_RUN, mlflow.active_run())
+        lost = log.finish(paths.MLFLOW_UNLOGGED)
+    if not lost:
+        paths.MLFLOW_UNLOGGED.unlink(missing_ok=True)  # an earlier run's, now logged or replaced
+
+
+def start_run(state: TrainState, params: Params, model: keras.Model) -> None:
     """Reopen the run of a resumed checkpoint, else start one (train records it at the end).
 
     Runs left RUNNING by a killed training on this machine are marked FAILED first.
@@ -272,75 +265,46 @@ def start_run(state: TrainState, params: Params, model: keras.Model) -> mlflow.A
         raise CaptchaOcrError(
             tracking.redact(f"MLflow tracking at {tracking.tracking_uri()} is not usable: {err}")
         ) from None
-    return run
+
+
+@dataclass
+class Resume:
+    """Where a training stands: its checkpoint folder and the state saved there."""
+
+    checkpoint: Checkpoint
+    state: TrainState
 
 
 def fit(
-    model: keras.Model,
-    p: TrainParams,
-    data: dict[str, dict[str, np.ndarray]],
-    val_texts: list[str],
-    vocabulary: Vocabulary,
-    checkpoint: Checkpoint,
-    state: TrainState,
-    log: tracking.RunLog,
-) -> tuple[keras.Model, pd.DataFrame, float]:
-    """Train from ``state.epoch`` on; the network without its optimizer, and the history."""
+    model: keras.Model, p: TrainParams, data: TrainingData, resume: Resume, log: tracking.RunLog
+) -> Fitted:
+    """Train from ``resume.state.epoch`` on, checkpointing and logging every epoch."""
+    state = resume.state
     early = ResumableEarlyStopping(
         monitor="val_loss",
         patience=p.patience,
         restore_best_weights=True,
         resume=state.early,
-        best_weights=checkpoint.best_weights(state) if state.epoch else None,
+        best_weights=resume.checkpoint.best_weights(state) if state.epoch else None,
     )
     started = time.perf_counter()
     model.fit(
-        **training_inputs(data["train"]["images"], data["train"]["labels"], p),
-        validation_data=(data["val"]["images"][..., None], data["val"]["labels"]),
+        **training_inputs(data.train["images"], data.train["labels"], p),
+        validation_data=(data.val["images"][..., None], data.val["labels"]),
         # A checkpoint written after early stopping fired has nothing left to train.
         epochs=state.epoch if state.stopped else p.epochs,
         initial_epoch=state.epoch,
         verbose=2,
         callbacks=[
             StopOnNonFiniteLoss(),  # first: a diverged epoch is neither read nor saved
-            ValidationReading(data["val"]["images"], val_texts, vocabulary),
+            ValidationReading(data.val["images"], data.val_texts, data.vocabulary),
             MlflowEpochLogger(log),
             early,  # before the checkpoint, which saves its counters
-            EpochCheckpoint(checkpoint, state, early),
+            EpochCheckpoint(resume.checkpoint, state, early),
         ],
     )
     seconds = time.perf_counter() - started
-    return without_optimizer(model), pd.DataFrame(state.rows), seconds
-
-
-def training_inputs(images: np.ndarray, labels: np.ndarray, p: TrainParams) -> dict:
-    """``model.fit``'s training data, reshuffled every epoch.
-
-    With ``augment_squeeze`` the images go through a tf.data pipeline that
-    narrows each one at random every epoch; the network itself is untouched,
-    so export and serving do not change. (A random layer inside the model
-    would follow it into the ONNX file, which has no op for it.)
-    """
-    if not p.augment_squeeze:
-        return {"x": images[..., None], "y": labels, "batch_size": p.batch_size, "shuffle": True}
-    import tensorflow as tf
-
-    # Zooming the width out crowds the characters together and keeps the
-    # height; "nearest" fills the new margins with the background at the edges.
-    squeeze = keras.layers.RandomZoom(
-        height_factor=0.0,
-        width_factor=(0.0, p.augment_squeeze),
-        fill_mode="nearest",
-        seed=p.seed,
-    )
-    batches = (
-        tf.data.Dataset.from_tensor_slices((images[..., None].astype("float32"), labels))
-        .shuffle(len(images), seed=p.seed, reshuffle_each_iteration=True)
-        .batch(p.batch_size)
-        .map(lambda x, y: (squeeze(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
-        .prefetch(tf.data.AUTOTUNE)
-    )
-    return {"x": batches}
+    return Fitted(without_optimizer(model), pd.DataFrame(state.rows), seconds)
 
 
 def sigterm_as_exit(signum, frame) -> None:
@@ -356,15 +320,6 @@ def end_run(status: str) -> None:
             tracking.redact(f"warning: could not mark the MLflow run {status}: {err}"),
             file=sys.stderr,
         )
-
-
-def without_optimizer(model: keras.Model) -> keras.Model:
-    """The trained network alone: it loads with plain Keras, no schedule class needed.
-
-    A new Model over the same layers is uncompiled (``clone_model`` would copy
-    the optimizer too).
-    """
-    return keras.Model(model.input, model.output, name=model.name)
 
 
 def main(argv: list[str] | None = None) -> None:

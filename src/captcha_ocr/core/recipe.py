@@ -1,0 +1,108 @@
+"""The training recipe: optimizer and its schedule, the input feed, reading while training.
+
+Plain Keras, no files and no MLflow: the train step and the benchmarks build
+the same training from these.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+
+from captcha_ocr.config import TrainParams
+from captcha_ocr.core.metrics import character_error_rate, exact_match
+from captcha_ocr.core.model import PACKAGE, predict_texts
+from captcha_ocr.core.vocabulary import Vocabulary
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to ``peak``, then (optionally) cosine decay to zero."""
+
+    def __init__(self, peak: float, warmup_steps: int, total_steps: int, cosine: bool):
+        self.peak, self.warmup_steps = peak, warmup_steps
+        self.total_steps, self.cosine = total_steps, cosine
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        warm = self.peak * (step + 1) / max(1, self.warmup_steps)
+        if not self.cosine:
+            return keras.ops.minimum(warm, self.peak)
+        decay_steps = max(1, self.total_steps - self.warmup_steps)
+        progress = keras.ops.clip((step - self.warmup_steps) / decay_steps, 0.0, 1.0)
+        cosine = 0.5 * self.peak * (1 + keras.ops.cos(math.pi * progress))
+        return keras.ops.where(step < self.warmup_steps, warm, cosine)
+
+    def get_config(self):
+        return {
+            "peak": self.peak,
+            "warmup_steps": self.warmup_steps,
+            "total_steps": self.total_steps,
+            "cosine": self.cosine,
+        }
+
+
+def make_optimizer(params: TrainParams, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    schedule = WarmupCosine(
+        peak=params.learning_rate,
+        warmup_steps=params.warmup_epochs * steps_per_epoch,
+        total_steps=params.epochs * steps_per_epoch,
+        cosine=params.lr_schedule == "cosine",
+    )
+    if params.weight_decay:
+        return keras.optimizers.AdamW(schedule, weight_decay=params.weight_decay)
+    return keras.optimizers.Adam(schedule)
+
+
+class ValidationReading(keras.callbacks.Callback):
+    """Adds val_exact_match and val_cer to each epoch's logs."""
+
+    def __init__(self, images: np.ndarray, texts: list[str], vocabulary: Vocabulary):
+        super().__init__()
+        self.images, self.texts, self.vocabulary = images, texts, vocabulary
+
+    def on_epoch_end(self, epoch, logs=None):
+        predicted, _ = predict_texts(self.model, self.images, self.vocabulary)
+        logs["val_exact_match"] = exact_match(self.texts, predicted)
+        logs["val_cer"] = character_error_rate(self.texts, predicted)
+
+
+def training_inputs(images: np.ndarray, labels: np.ndarray, p: TrainParams) -> dict:
+    """``model.fit``'s training data, reshuffled every epoch.
+
+    With ``augment_squeeze`` the images go through a tf.data pipeline that
+    narrows each one at random every epoch; the network itself is untouched,
+    so export and serving do not change. (A random layer inside the model
+    would follow it into the ONNX file, which has no op for it.)
+    """
+    if not p.augment_squeeze:
+        return {"x": images[..., None], "y": labels, "batch_size": p.batch_size, "shuffle": True}
+    import tensorflow as tf
+
+    # Zooming the width out crowds the characters together and keeps the
+    # height; "nearest" fills the new margins with the background at the edges.
+    squeeze = keras.layers.RandomZoom(
+        height_factor=0.0,
+        width_factor=(0.0, p.augment_squeeze),
+        fill_mode="nearest",
+        seed=p.seed,
+    )
+    batches = (
+        tf.data.Dataset.from_tensor_slices((images[..., None].astype("float32"), labels))
+        .shuffle(len(images), seed=p.seed, reshuffle_each_iteration=True)
+        .batch(p.batch_size)
+        .map(lambda x, y: (squeeze(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    return {"x": batches}
+
+
+def without_optimizer(model: keras.Model) -> keras.Model:
+    """The trained network alone: it loads with plain Keras, no schedule class needed.
+
+    A new Model over the same layers is uncompiled (``clone_model`` would copy
+    the optimizer too).
+    """
+    return keras.Model(model.input, model.output, name=model.name)
