@@ -193,7 +193,7 @@ def submit(
     return result.run_id, url
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     # No abbreviations: `--param` must never be read as `--params`.
     parser = argparse.ArgumentParser(
         prog="captcha-ocr pipeline",
@@ -201,38 +201,36 @@ def main(argv: list[str] | None = None) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
+    # What every command takes: where the params are and how the pods are shaped.
+    common = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    common.add_argument("--params", type=Path, default=Path("params.yaml"))
+    common.add_argument("--image", help="container image of the components (or $CAPTCHA_OCR_IMAGE)")
+    common.add_argument("--mlflow-uri", help="MLflow tracking URI the pods log to")
+    common.add_argument("--mlflow-secret", help="Kubernetes secret with MLflow credentials")
+    common.add_argument("--source-secret", help="Kubernetes secret with the data URL (`source`)")
+    common.add_argument("--train-cpu", default="2")
+    common.add_argument("--train-memory", default="4G")
+    common.add_argument("--accelerator-type", help="e.g. nvidia.com/gpu")
+    common.add_argument("--accelerator-count", type=int, default=1)
+    common.add_argument("--param", action="append", default=[], metavar="SECTION.KEY=VALUE")
+
     commands = parser.add_subparsers(dest="command", required=True)
-    for name in ("compile", "run-local", "submit"):
-        sub = commands.add_parser(name, allow_abbrev=False)
-        sub.add_argument("--params", type=Path, default=Path("params.yaml"))
-        sub.add_argument(
-            "--image", help="container image of the components (or $CAPTCHA_OCR_IMAGE)"
-        )
-        sub.add_argument("--mlflow-uri", help="MLflow tracking URI the pods log to")
-        sub.add_argument("--mlflow-secret", help="Kubernetes secret with MLflow credentials")
-        sub.add_argument("--source-secret", help="Kubernetes secret with the data URL (`source`)")
-        sub.add_argument("--train-cpu", default="2")
-        sub.add_argument("--train-memory", default="4G")
-        sub.add_argument("--accelerator-type", help="e.g. nvidia.com/gpu")
-        sub.add_argument("--accelerator-count", type=int, default=1)
-        sub.add_argument("--param", action="append", default=[], metavar="SECTION.KEY=VALUE")
-    commands.choices["compile"].add_argument("-o", "--output", type=Path, default="pipeline.yaml")
-    local_cmd = commands.choices["run-local"]
+    compile_cmd = commands.add_parser("compile", parents=[common], allow_abbrev=False)
+    compile_cmd.add_argument("-o", "--output", type=Path, default="pipeline.yaml")
+    local_cmd = commands.add_parser("run-local", parents=[common], allow_abbrev=False)
     local_cmd.add_argument("--pipeline-root", type=Path, default=LOCAL_ROOT)
-    remote = commands.choices["submit"]
+    remote = commands.add_parser("submit", parents=[common], allow_abbrev=False)
     remote.add_argument("--host", default=os.environ.get(ENDPOINT_ENV))
     remote.add_argument("--experiment", default="captcha-ocr")
     remote.add_argument("--namespace")
     remote.add_argument("--run-name")
     remote.add_argument("--wait", action="store_true")
     remote.add_argument("--timeout", type=int, default=6 * 3600, help="seconds, with --wait")
-    args = parser.parse_args(argv)
+    return parser
 
-    if args.image:
-        # Read when the components are defined, so before the pipeline is imported.
-        os.environ["CAPTCHA_OCR_IMAGE"] = args.image
-    module = load_pipeline_module()
-    options = module.PipelineOptions(
+
+def pipeline_options(module, args: argparse.Namespace):
+    return module.PipelineOptions(
         params_path=args.params,
         mlflow_tracking_uri=checked_tracking_uri(
             args.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
@@ -245,42 +243,60 @@ def main(argv: list[str] | None = None) -> None:
         source_secret=args.source_secret,
         param_overrides=tuple(args.param) if args.command == "compile" else (),
     )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.image:
+        # Read when the components are defined, so before the pipeline is imported.
+        os.environ["CAPTCHA_OCR_IMAGE"] = args.image
+    module = load_pipeline_module()
+    options = pipeline_options(module, args)
     if args.command != "run-local":  # a local run's parameters stay on this machine
         check_source_is_public(module.default_params(options.params_path), str(args.params))
-    if args.command == "compile":
-        path = compile_pipeline(module, options, args.output)
-        print(f"compiled the pipeline to {path} (image {module.IMAGE})")
-    elif args.command == "run-local":
-        from captcha_ocr.tracking import tracking_uri
+    {"compile": compile_command, "run-local": run_local_command, "submit": submit_command}[
+        args.command
+    ](module, options, args)
 
-        uri = options.mlflow_tracking_uri or checked_tracking_uri(tracking_uri())
-        arguments = local_run_arguments(module, options, args.param, uri, Path.cwd())
-        # The ingest component would read the variable, relative path and all, in
-        # its scratch folder: its value is in the ingest.source argument now.
-        os.environ.pop(SOURCE_ENV, None)
-        run_local(module, options, arguments, args.pipeline_root)
-        print(
-            f"pipeline finished: artifacts under {args.pipeline_root}/, runs and models "
-            f"in MLflow at {uri}"
+
+def compile_command(module, options, args: argparse.Namespace) -> None:
+    path = compile_pipeline(module, options, args.output)
+    print(f"compiled the pipeline to {path} (image {module.IMAGE})")
+
+
+def run_local_command(module, options, args: argparse.Namespace) -> None:
+    from captcha_ocr.tracking import tracking_uri
+
+    uri = options.mlflow_tracking_uri or checked_tracking_uri(tracking_uri())
+    arguments = local_run_arguments(module, options, args.param, uri, Path.cwd())
+    # The ingest component would read the variable, relative path and all, in
+    # its scratch folder: its value is in the ingest.source argument now.
+    os.environ.pop(SOURCE_ENV, None)
+    run_local(module, options, arguments, args.pipeline_root)
+    print(
+        f"pipeline finished: artifacts under {args.pipeline_root}/, runs and models "
+        f"in MLflow at {uri}"
+    )
+
+
+def submit_command(module, options, args: argparse.Namespace) -> None:
+    if not args.host:
+        raise PipelineError(f"--host is missing (or set {ENDPOINT_ENV})")
+    if not options.mlflow_tracking_uri:
+        raise PipelineError(
+            "--mlflow-uri is missing (or set MLFLOW_TRACKING_URI): the pods need an "
+            "MLflow server they can reach"
         )
-    else:
-        if not args.host:
-            raise PipelineError(f"--host is missing (or set {ENDPOINT_ENV})")
-        if not options.mlflow_tracking_uri:
-            raise PipelineError(
-                "--mlflow-uri is missing (or set MLFLOW_TRACKING_URI): the pods need an "
-                "MLflow server they can reach"
-            )
-        arguments = pipeline_arguments(module, options, args.param, options.mlflow_tracking_uri)
-        check_source_is_public(arguments, "--param")
-        submit(
-            module,
-            options,
-            args.host,
-            arguments,
-            args.experiment,
-            args.namespace,
-            args.run_name,
-            args.wait,
-            args.timeout,
-        )
+    arguments = pipeline_arguments(module, options, args.param, options.mlflow_tracking_uri)
+    check_source_is_public(arguments, "--param")
+    submit(
+        module,
+        options,
+        args.host,
+        arguments,
+        args.experiment,
+        args.namespace,
+        args.run_name,
+        args.wait,
+        args.timeout,
+    )
