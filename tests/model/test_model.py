@@ -36,14 +36,14 @@ def test_strided_convolution_replaces_the_pool_it_stands_for():
     model = build_training_model(strided, 50, 200, VOCABULARY.num_classes)
     # Same 50 time steps as conv + pool, from a quarter of conv2's outputs.
     assert model.output.shape[1] == 50
-    assert model.get_layer("conv2").output.shape[1:3] == (50, 13)  # (width, height), "same" padding
+    assert model.get_layer("conv2").output.shape[1:3] == (13, 50)  # (height, width), "same" padding
     assert "pool2" not in [layer.name for layer in model.layers]
     # A height-only stride leaves the time axis to the pool.
     tall = strided.model_copy(
         update={"conv_strides": [(1, 1), (2, 1)], "conv_pool": [(2, 2), (1, 2)]}
     )
     tall_model = build_training_model(tall, 50, 200, 20)
-    assert tall_model.get_layer("conv2").output.shape[1:3] == (100, 13)
+    assert tall_model.get_layer("conv2").output.shape[1:3] == (13, 100)
     assert tall_model.output.shape[1] == 50
 
 

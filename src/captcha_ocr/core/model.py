@@ -35,15 +35,9 @@ def build_training_model(
     image = keras.Input(shape=(height, width, 1), name="image")
     # Raw 0-255 pixels in, so callers never have to know the scaling.
     x = layers.Rescaling(1.0 / 255, name="rescale")(image)
-    # Columns are time steps: put width first so the RNN reads left to right.
-    x = layers.Permute((2, 1, 3), name="width_first")(x)
     strides = params.conv_strides or [(1, 1)] * len(params.conv_filters)
     blocks = zip(params.conv_filters, strides, params.conv_pool, strict=True)
-    for i, (filters, (stride_height, stride_width), (pool_height, pool_width)) in enumerate(
-        blocks, start=1
-    ):
-        # Permuted axes: (width, height), so strides and pools are given in that order.
-        stride = (stride_width, stride_height)
+    for i, (filters, stride, pool) in enumerate(blocks, start=1):
         # The first block sees one grey channel: nothing to separate there.
         if params.conv_separable and i > 1:
             conv = layers.SeparableConv2D(
@@ -68,8 +62,10 @@ def build_training_model(
         if params.batch_norm:
             x = layers.BatchNormalization(name=f"bn{i}")(x)
         x = layers.Activation("relu", name=f"relu{i}")(x)
-        if (pool_height, pool_width) != (1, 1):
-            x = layers.MaxPooling2D((pool_width, pool_height), name=f"pool{i}")(x)
+        if tuple(pool) != (1, 1):
+            x = layers.MaxPooling2D(tuple(pool), name=f"pool{i}")(x)
+    # Columns are time steps: put width first so the sequence layers read left to right.
+    x = layers.Permute((2, 1, 3), name="width_first")(x)
     steps, rows, channels = x.shape[1], x.shape[2], x.shape[3]
     x = layers.Reshape((steps, rows * channels), name="columns")(x)
     x = layers.Dense(params.dense_units, activation="relu", name="dense")(x)
