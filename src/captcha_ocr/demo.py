@@ -27,7 +27,7 @@ from starlette.requests import Request
 
 from captcha_ocr.errors import CaptchaOcrError
 from captcha_ocr.export import READER_PATH
-from captcha_ocr.images import ImageError, to_grayscale
+from captcha_ocr.images import ImageError, ImageTooLarge
 from captcha_ocr.predict import DEFAULT_REGISTRY_URI, IMAGE_SUFFIXES, Predictor
 from captcha_ocr.serving import MAX_IMAGE_BYTES
 
@@ -113,14 +113,14 @@ def create_app(predictor: Predictor, gallery: dict[str, Path]):
     def read(name: str, data: bytes) -> dict:
         if not data:
             raise BadRequest(400, f"{name}: empty file")
-        if len(data) > MAX_IMAGE_BYTES:
-            raise BadRequest(413, f"{name}: image of {len(data)} bytes, limit {MAX_IMAGE_BYTES}")
         try:
-            to_grayscale(data)
+            image = predictor.decode(data)  # once, its size checked first
+        except ImageTooLarge as err:
+            raise BadRequest(413, f"{name}: {err}") from None
         except ImageError as err:
             raise BadRequest(400, f"{name}: {err}") from None
         with lock:
-            (reading,) = predictor.read_characters([data])
+            (reading,) = predictor.read_characters([image])
         return {
             "file": name,
             "text": reading.text,
