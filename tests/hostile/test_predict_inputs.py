@@ -120,13 +120,24 @@ def armed(trained_project, tmp_path_factory):
     return project, marker, json.loads(made.stdout.splitlines()[-1]), good
 
 
+# An address nothing can bind: should a model get through, the demo stops, not serves.
+DEMO = ["demo", "--host", "256.0.0.1", "--model"]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("case", sorted(REFUSED))
-def test_a_model_that_is_not_our_reader_is_refused_before_it_runs(armed, case):
+@pytest.mark.parametrize(
+    ("case", "command"),
+    [(case, "predict") for case in sorted(REFUSED)]
+    + [(case, "demo") for case in sorted(REFUSED) if case.startswith("pickled")],
+)
+def test_a_model_that_is_not_our_reader_is_refused_before_it_runs(armed, case, command):
     project, marker, models, good = armed
     marker.unlink(missing_ok=True)  # saving a pickled model unpickles it once
     before = project.checksums()
-    result = project.run("predict", "--model", models[case], str(good))
+    if command == "predict":
+        result = project.run("predict", "--model", models[case], str(good))
+    else:
+        result = project.run(*DEMO, models[case])
     assert not marker.exists(), f"{case}: something from the model ran"
     assert_refused(result, models[case], REFUSED[case], before=before, after=project.checksums())
 
