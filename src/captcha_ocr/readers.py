@@ -95,8 +95,13 @@ def open_mlflow_reader(uri: str, folder: Path | None = None) -> CaptchaReader:
     with tempfile.TemporaryDirectory(prefix="captcha-ocr-model-") as scratch:
         mlmodel = fetch(uri, "MLmodel", folder, scratch)
         artifact = reader_artifact(uri, mlmodel.read_text(encoding="utf-8", errors="replace"))
-        # Keras reads the whole archive into memory: the scratch copy may go.
-        return CaptchaReader.load(fetch(uri, artifact, folder, scratch))
+        local = fetch(uri, artifact, folder, scratch)
+        try:
+            # Keras reads the whole archive into memory: the scratch copy may go.
+            return CaptchaReader.load(local)
+        except ModelLoadError as err:  # named by the URI, not by a scratch copy
+            named = str(err).replace(str(local), f"{uri.rstrip('/')}/{artifact}")
+            raise NotOurModel(named) from None
 
 
 def fetch(uri: str, relative: str, folder: Path | None, scratch: str) -> Path:

@@ -84,7 +84,7 @@ REFUSED = {
     "pickled pyfunc, runs URI": "is not a captcha-ocr reader",
     "pickled pyfunc, models URI": "is not a captcha-ocr reader",
     "foreign flavor, folder": "is not a captcha-ocr reader: it is a sklearn model",
-    "pickle as the reader's .keras": "is not a Keras archive",
+    "pickle as the reader's .keras": "/artifacts/captcha_reader.keras: is not a Keras archive",
     "pickle renamed .keras": "is not a Keras archive",
 }
 
