@@ -92,10 +92,11 @@ def resolve_model_uri(uri: str) -> dict[str, str]:
 
 def open_mlflow_reader(uri: str, folder: Path | None = None) -> CaptchaReader:
     """The reader in the MLflow model at ``uri`` (or the local ``folder``), checked first."""
+    root = folder if folder is not None else artifact_root(uri)
     with tempfile.TemporaryDirectory(prefix="captcha-ocr-model-") as scratch:
-        mlmodel = fetch(uri, "MLmodel", folder, scratch)
+        mlmodel = fetch(uri, root, "MLmodel", scratch)
         artifact = reader_artifact(uri, mlmodel.read_text(encoding="utf-8", errors="replace"))
-        local = fetch(uri, artifact, folder, scratch)
+        local = fetch(uri, root, artifact, scratch)
         try:
             # Keras reads the whole archive into memory: the scratch copy may go.
             return CaptchaReader.load(local)
@@ -104,10 +105,28 @@ def open_mlflow_reader(uri: str, folder: Path | None = None) -> CaptchaReader:
             raise NotOurModel(named) from None
 
 
-def fetch(uri: str, relative: str, folder: Path | None, scratch: str) -> Path:
+def artifact_root(uri: str) -> str:
+    """Where the model's files can be fetched one by one.
+
+    A logged model's ``models:/m-<id>`` names no registered model, and MLflow
+    fetches single files of it only from its artifact location.
+    """
+    match = re.fullmatch(r"models:/(m-[0-9a-f]{32})/?", uri)
+    if not match:
+        return uri
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow.get_logged_model(match[1]).artifact_location
+    except MlflowException as err:
+        raise CaptchaOcrError(f"{uri}: no MLflow model found there: {err.message}") from None
+
+
+def fetch(uri: str, root: str | Path, relative: str, scratch: str) -> Path:
     """One file of the model, downloaded alone (or found in the local folder)."""
-    if folder is not None:
-        path = folder / relative
+    if isinstance(root, Path):
+        path = root / relative
         if not path.is_file():
             raise NotOurModel(f"{uri}: is not a captcha-ocr reader: no {relative} in it")
         return path
@@ -116,7 +135,7 @@ def fetch(uri: str, relative: str, folder: Path | None, scratch: str) -> Path:
 
     try:
         found = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"{uri.rstrip('/')}/{relative}", dst_path=scratch
+            artifact_uri=f"{root.rstrip('/')}/{relative}", dst_path=scratch
         )
     except MlflowException as err:
         raise CaptchaOcrError(f"{uri}: no MLflow model found there: {err.message}") from None
