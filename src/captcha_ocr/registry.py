@@ -47,31 +47,33 @@ def register_reader(
     tags: dict[str, str],
     example_png: bytes,
 ) -> ModelVersion:
-    """Log the reader as a pyfunc model in the active run and register it."""
-    import keras
+    """Log the reader as a pyfunc model in the active run and register it.
+
+    The model carries this package's code (``code/captcha_ocr``) and names only
+    public packages it needs, pinned to what is installed: an environment
+    built from it (``mlflow models serve``, ``build-docker``, MLServer) never
+    asks an index for ``captcha-ocr``, a name this project does not own there.
+    """
+    import tempfile
+
     import pandas as pd
-    import tensorflow as tf
     from mlflow.models import infer_signature
 
-    from captcha_ocr import __version__
     from captcha_ocr.serving.pyfunc import encode_image
 
     example = pd.DataFrame({"image": [encode_image(example_png)]})
     signature = infer_signature(example, pd.DataFrame({"text": ["abcde"], "confidence": [1.0]}))
-    info = mlflow.pyfunc.log_model(
-        name="reader",
-        # Models from code: the model is this file plus the .keras artifact, no pickle.
-        python_model=str(Path(__file__).parent / "serving" / "pyfunc_model.py"),
-        artifacts={"reader": str(reader_path)},
-        signature=signature,
-        input_example=example,
-        pip_requirements=[
-            f"tensorflow-cpu=={tf.__version__}",
-            f"keras=={keras.__version__}",
-            f"mlflow=={mlflow.__version__}",
-            f"captcha-ocr=={__version__}",
-        ],
-    )
+    with tempfile.TemporaryDirectory() as scratch:
+        info = mlflow.pyfunc.log_model(
+            name="reader",
+            # Models from code: the model is this file plus the .keras artifact, no pickle.
+            python_model=str(Path(__file__).parent / "serving" / "pyfunc_model.py"),
+            artifacts={"reader": str(reader_path)},
+            code_paths=[str(package_copy(Path(scratch)))],
+            signature=signature,
+            input_example=example,
+            pip_requirements=serving_requirements(),
+        )
     all_tags = {
         "test_exact_match": str(metrics["test_exact_match"]),
         "test_cer": str(metrics["test_cer"]),
@@ -82,6 +84,34 @@ def register_reader(
     # The version is created with its tags in one call: a crash can leave a
     # logged model that was never registered, never a version without scores.
     return mlflow.register_model(info.model_uri, model_name, tags=all_tags)
+
+
+# What the pyfunc model imports (serving, images, model, config and what they
+# import), by distribution name. TensorFlow is named by version: a GPU build
+# installs it under another name, and serving runs on the CPU build.
+SERVING_DISTRIBUTIONS = ("keras", "mlflow", "numpy", "pandas", "pillow", "pydantic", "pyyaml")
+
+
+def serving_requirements() -> list[str]:
+    """Public packages the served model needs, pinned to the installed releases."""
+    from importlib.metadata import version
+
+    import tensorflow as tf
+
+    pins = [f"{name}=={version(name)}" for name in SERVING_DISTRIBUTIONS]
+    return [f"tensorflow-cpu=={tf.__version__}", *pins]
+
+
+def package_copy(scratch: Path) -> Path:
+    """A copy of this package without bytecode caches, to ship with the model."""
+    import shutil
+
+    here = Path(__file__).parent
+    return Path(
+        shutil.copytree(
+            here, scratch / here.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+        )
+    )
 
 
 def git_commit() -> str:

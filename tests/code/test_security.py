@@ -69,6 +69,18 @@ def test_no_unsafe_loading_or_binding_in_the_code(pattern, what):
     assert found == [], f"{what} in {found}"
 
 
+def test_the_package_never_hands_a_model_to_mlflow_to_load():
+    # MLflow's loaders unpickle or run what a model folder holds; readers.py
+    # checks MLmodel and opens only the .keras file, in safe mode.
+    loaders = [
+        f"{path.relative_to(PROJECT_ROOT)}:{number}"
+        for path in (PROJECT_ROOT / "src").rglob("*.py")
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if re.search(r"(pyfunc|mlflow\.\w+)\.load_model\(", line)
+    ]
+    assert loaders == [], f"an MLflow model loader in {loaders}"
+
+
 def test_mlflow_servers_default_to_loopback():
     # README commands and tests pass -h 127.0.0.1; this guards the default
     # for anyone who leaves it out, should an MLflow upgrade change it.

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import io
+import re
+import socket
+import time
 
 import numpy as np
 import pandas as pd
@@ -163,3 +166,89 @@ def test_a_chunked_upload_is_cut_off_at_the_limit(demo):
     )
     assert response.status_code == 413
     assert f"over the limit of {MAX_BODY_BYTES} bytes" in response.json()["error"]
+
+
+def test_an_image_of_too_many_pixels_is_refused_before_it_is_decoded(demo):
+    from captcha_ocr.serving.pyfunc import MAX_IMAGE_PIXELS
+
+    buffer = io.BytesIO()  # 46 KB of PNG, 40 MB once decoded to RGBA
+    Image.new("RGBA", (3160, 3160), (0, 0, 0, 0)).save(buffer, format="PNG")
+    response = post_file(demo, "wide.png", buffer.getvalue())
+    assert response.status_code == 413
+    message = f"wide.png: image of 3160x3160 pixels, limit {MAX_IMAGE_PIXELS} pixels"
+    assert message in response.json()["error"]
+
+
+def test_every_response_forbids_sniffing_and_carries_a_policy(demo, captcha_pngs, gallery_dir):
+    label, data = next(iter(captcha_pngs.items()))
+    responses = {
+        "page": requests.get(demo, timeout=30),
+        "model": requests.get(f"{demo}/api/model", timeout=30),
+        "gallery image": requests.get(f"{demo}/gallery/{label}.png", timeout=30),
+        "read": post_file(demo, "a.png", data),
+        "refused": post_file(demo, "a.png", b"nope"),
+        "not found": requests.get(f"{demo}/nowhere", timeout=30),
+    }
+    for what, response in responses.items():
+        assert response.headers.get("x-content-type-options") == "nosniff", what
+        policy = response.headers.get("content-security-policy", "")
+        assert "default-src 'none'" in policy and "script-src 'sha256-" in policy, what
+
+
+def stalled_request(url: str) -> socket.socket:
+    """A POST that sends its headers and 10 of the 1000 bytes it announces, then waits."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=60)
+    sock.sendall(
+        b"POST /api/read HTTP/1.1\r\nHost: demo\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 1000\r\n\r\n" + b'{"image": '
+    )
+    return sock
+
+
+@pytest.fixture
+def small_demo(reader_path, gallery_dir):
+    """The demo with room for one request at a time, and a body deadline of 2 s."""
+    app = create_app(
+        Predictor(str(reader_path)), gallery_images(gallery_dir), max_admitted=1, body_timeout=2
+    )
+    with serving(app) as url:
+        yield url
+
+
+def whole_response(sock: socket.socket) -> str:
+    """Status, headers and body: the server may send them in separate packets."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = re.search(rb"(?i)content-length: *(\d+)", head)
+        if length and len(body) >= int(length.group(1)):
+            break
+    return data.decode()
+
+
+def test_a_body_that_never_arrives_is_cut_off(small_demo):
+    with stalled_request(small_demo) as sock:
+        answer = whole_response(sock)
+    assert answer.startswith("HTTP/1.1 408")
+    assert "request body not received within 2 s" in answer
+
+
+def test_a_full_server_says_busy_and_frees_the_place_when_a_client_leaves(small_demo, captcha_pngs):
+    data = next(iter(captcha_pngs.values()))
+    with stalled_request(small_demo):
+        # The stalled request takes the only place as soon as the server sees it.
+        response = wait_for(lambda: post_file(small_demo, "a.png", data), status=503)
+        assert response.headers["retry-after"] == "1"
+        assert "busy: 1 requests in hand, limit 1" in response.json()["error"]
+    # It left: its place is free again.
+    assert wait_for(lambda: post_file(small_demo, "a.png", data), status=200).json()["text"]
+
+
+def wait_for(post, status: int) -> requests.Response:
+    deadline = time.monotonic() + 30
+    while (response := post()).status_code != status and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert response.status_code == status, response.text
+    return response

@@ -73,11 +73,16 @@ def page(browser, demo):
     page = browser.new_page(viewport={"width": 900, "height": 760})
     errors: list[str] = []
     page.on("pageerror", lambda err: errors.append(str(err)))
+    # The demo's Content-Security-Policy must let the page's own script and style run.
+    page.on(
+        "console",
+        lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None,
+    )
     page.goto(url)
     page.wait_for_selector("body[data-ready=yes]", timeout=30_000)
     yield page
     page.close()
-    assert errors == [], f"JavaScript errors on the page: {errors}"
+    assert errors == [], f"JavaScript errors or policy violations on the page: {errors}"
 
 
 def test_demo_says_where_it_listens(demo, reader_path):

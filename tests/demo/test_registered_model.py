@@ -56,3 +56,13 @@ def test_unknown_alias_is_a_clear_error(store, reader_path, captcha_pngs, capsys
     err = capsys.readouterr().err
     assert "captcha-ocr demo: error: models:/captcha-ocr@nobody" in err
     assert "--model models/export" in err
+
+
+def test_a_logged_model_uri_is_read_like_its_registered_version(store, reader_path, captcha_pngs):
+    png = next(iter(captcha_pngs.values()))
+    version = register(reader_path, NAME, png, 0.5, 0.2)
+    logged = MlflowClient().get_model_version(NAME, version).source  # models:/m-<id>
+    assert logged.startswith("models:/m-")
+    images = list(decode_image(png, 50, 200)[None])
+    texts, _ = Predictor(f"models:/{NAME}/{version}").read(images)
+    assert Predictor(logged).read(images)[0] == texts

@@ -107,7 +107,7 @@ def test_an_onnx_reader_is_refused_by_name_when_it_is_not_one(exported, tmp_path
     assert open_onnx_reader(network).read(images)[0] == OnnxReader(path, VOCABULARY).read(images)[0]
 
     network.write_bytes(b"not a network")
-    with pytest.raises(ModelLoadError, match="network.onnx: not read as a captcha network"):
+    with pytest.raises(ModelLoadError, match="network.onnx: is not an ONNX model"):
         open_onnx_reader(network)
 
 

@@ -50,3 +50,20 @@ def test_oversized_image_is_refused_before_decoding(monkeypatch, captcha_pngs):
     frame = pd.DataFrame({"image": [encode_image(next(iter(captcha_pngs.values())))]})
     with pytest.raises(MlflowException, match="limit 100"):
         decode_batch(frame, 50, 200)
+
+
+def test_an_image_over_the_pixel_limit_is_refused_before_decoding(captcha_pngs):
+    import io
+
+    from PIL import Image
+
+    from captcha_ocr.serving.pyfunc import MAX_IMAGE_PIXELS
+
+    buffer = io.BytesIO()  # 46 KB of PNG, 40 MB once decoded to RGBA
+    Image.new("RGBA", (3160, 3160), (0, 0, 0, 0)).save(buffer, format="PNG")
+    good = encode_image(next(iter(captcha_pngs.values())))
+    frame = pd.DataFrame({"image": [good, encode_image(buffer.getvalue())]})
+    message = f"row 1: image of 3160x3160 pixels, limit {MAX_IMAGE_PIXELS} pixels"
+    with pytest.raises(MlflowException, match=message) as caught:
+        decode_batch(frame, 50, 200)
+    assert caught.value.get_http_status_code() == 400

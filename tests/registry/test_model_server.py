@@ -20,7 +20,7 @@ import pytest
 
 from captcha_ocr.config import PromoteParams
 from captcha_ocr.registry import promote
-from captcha_ocr.serving.pyfunc import MAX_BATCH, MAX_IMAGE_BYTES, encode_image
+from captcha_ocr.serving.pyfunc import MAX_BATCH, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, encode_image
 
 from .conftest import register
 
@@ -43,6 +43,17 @@ def post(
             return response.status, response.read().decode()
     except urllib.error.HTTPError as err:
         return err.code, err.read().decode()
+
+
+def wide_png() -> str:
+    """46 KB of base64 PNG that decodes to 3160x3160 RGBA, 40 MB."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGBA", (3160, 3160), (0, 0, 0, 0)).save(buffer, format="PNG")
+    return encode_image(buffer.getvalue())
 
 
 def images_payload(values: list[str]) -> bytes:
@@ -119,6 +130,7 @@ def test_server_reads_real_captchas_and_survives_bad_requests(server, reader_fil
         "empty batch": images_payload([]),
         "image over the size limit": images_payload([encode_image(b"\0" * (MAX_IMAGE_BYTES + 1))]),
         "batch over the limit": images_payload([encode_image(pngs[0])] * (MAX_BATCH + 1)),
+        "image over the pixel limit": images_payload([encode_image(pngs[0]), wide_png()]),
     }
     for what, body in bad.items():
         # A bad request is refused, not worked on: it must not take the inference timeout.
@@ -128,6 +140,8 @@ def test_server_reads_real_captchas_and_survives_bad_requests(server, reader_fil
     status, answer = post(f"{server}/invocations", b"image=abc", "text/plain")
     assert 400 <= status < 500, answer[:300]
     assert "row 0: not valid base64" in post(f"{server}/invocations", bad["not base64"])[1]
+    wide = post(f"{server}/invocations", bad["image over the pixel limit"])[1]
+    assert f"row 1: image of 3160x3160 pixels, limit {MAX_IMAGE_PIXELS} pixels" in wide
 
     # Still serving after all that.
     status, body = post(f"{server}/invocations", images_payload([encode_image(pngs[0])]))

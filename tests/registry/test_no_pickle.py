@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import mlflow
+import pytest
 import yaml
 
 from .conftest import register
@@ -26,3 +27,18 @@ def test_registered_reader_holds_no_pickle(store, reader_file, captcha_pngs):
     # Loaded by running the stored source file, not by unpickling an object.
     assert pyfunc["loader_module"] == "mlflow.pyfunc.loaders.code_model"
     assert pyfunc["model_code_path"].endswith("pyfunc_model.py")
+
+
+def test_a_registered_reader_that_is_no_keras_archive_is_named_by_its_uri(
+    store, reader_file, captcha_pngs
+):
+    from captcha_ocr.serving.predict import Predictor
+    from captcha_ocr.serving.readers import NotOurModel
+
+    version = register(reader_file, NAME, next(iter(captcha_pngs.values())), 0.9, 0.0)
+    (stored,) = (store / "mlartifacts").rglob("artifacts/*.keras")
+    stored.write_bytes(b"\x80\x04not a zip, a pickle would start like this")
+    uri = f"models:/{NAME}/{version}"
+    message = f"^{uri}/artifacts/{stored.name}: is not a Keras archive"
+    with pytest.raises(NotOurModel, match=message):
+        Predictor(uri)

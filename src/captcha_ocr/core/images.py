@@ -20,13 +20,19 @@ class ImageError(ValueError):
     """An image that cannot be used; the message says why."""
 
 
-def decode_image(data: bytes, height: int, width: int, resize: bool = True) -> np.ndarray:
+class ImageTooLarge(ImageError):
+    """An image over a size limit, in bytes or pixels."""
+
+
+def decode_image(
+    data: bytes, height: int, width: int, resize: bool = True, max_pixels: int = MAX_PIXELS
+) -> np.ndarray:
     """PNG/JPEG bytes to a uint8 array of shape (height, width).
 
     With ``resize=False`` an image of another size is refused instead of scaled.
     Transparent pixels are composited on white, which is what a browser shows.
     """
-    gray = to_grayscale(data)
+    gray = to_grayscale(data, max_pixels)
     if gray.size != (width, height):
         if not resize:
             raise ImageError(f"size {gray.size[0]}x{gray.size[1]}, expected {width}x{height}")
@@ -34,15 +40,18 @@ def decode_image(data: bytes, height: int, width: int, resize: bool = True) -> n
     return np.asarray(gray, dtype=np.uint8)
 
 
-def to_grayscale(data: bytes) -> Image.Image:
-    """Decode any PIL-readable image bytes to 8-bit grayscale, or raise ImageError."""
+def to_grayscale(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Decode any PIL-readable image bytes to 8-bit grayscale, or raise ImageError.
+
+    The size is read from the header and checked before any pixel is decoded.
+    """
     if not data:
         raise ImageError("empty file")
     try:
         with Image.open(io.BytesIO(data)) as image:
-            if image.width * image.height > MAX_PIXELS:
-                raise ImageError(
-                    f"image of {image.width}x{image.height} pixels, limit {MAX_PIXELS} pixels"
+            if image.width * image.height > max_pixels:
+                raise ImageTooLarge(
+                    f"image of {image.width}x{image.height} pixels, limit {max_pixels} pixels"
                 )
             image.load()
             if image.mode in ("RGBA", "LA", "P"):

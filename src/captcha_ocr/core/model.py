@@ -15,7 +15,9 @@ default; the figures are in bench/README.md). Two models come out of it:
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -222,6 +224,9 @@ class CaptchaReader:
     @classmethod
     def load(cls, path) -> CaptchaReader:
         """A saved reader; a file that is not one, or carries code, is refused by name."""
+        # Keras calls anything that is not a zip "File not found"; say what it is not.
+        if Path(path).is_file() and not zipfile.is_zipfile(path):
+            raise ModelLoadError(f"{path}: is not a Keras archive (a .keras file is a zip)")
         try:
             model = keras.saving.load_model(path, safe_mode=True)
         except (ValueError, OSError, KeyError, TypeError) as err:

@@ -202,6 +202,7 @@ def open_onnx_reader(path) -> OpenVinoReader:
         vocabulary = Vocabulary.load(vocabulary_path)
     except (ValueError, KeyError, TypeError) as err:
         raise ModelLoadError(f"{vocabulary_path}: not a captcha vocabulary: {err}") from None
+    check_is_onnx(path)
     try:
         reader = OpenVinoReader(path, vocabulary)
     except (RuntimeError, ValueError) as err:  # OpenVINO's errors run to many lines
@@ -215,3 +216,17 @@ def open_onnx_reader(path) -> OpenVinoReader:
             f"{vocabulary_path} has {vocabulary.num_classes}"
         )
     return reader
+
+
+def check_is_onnx(path: Path) -> None:
+    """Refuse a file that is no ONNX model before OpenVINO tries every format it knows on it."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        # A protobuf parse: data only, nothing in the file is run.
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except (DecodeError, ValueError, OSError) as err:
+        raise ModelLoadError(f"{path}: is not an ONNX model ({err})") from None
+    if not graph.input or not graph.output:
+        raise ModelLoadError(f"{path}: is not an ONNX model (no graph inputs or outputs)")

@@ -3,135 +3,97 @@
     captcha-ocr predict PATH... [--model MODEL] [--json]
 
 PATH is an image file, a folder of images, or ``-`` for one image on stdin.
+Images of up to 2 MiB and 2048x2048 pixels are read; a file that is missing,
+unreadable or over a limit is named on stderr, the others are still read, and
+the exit code is 1.
+
 MODEL is a reader file or folder (default: models/export/captcha_reader.keras
 if present), an exported ONNX network (``captcha_network_int8.onnx``, read
-with OpenVINO; its ``vocabulary.json`` beside it) or an MLflow model URI such
-as ``models:/captcha-ocr@champion``.
+with OpenVINO; its ``vocabulary.json`` beside it) or an MLflow model, as a
+folder or a URI such as ``models:/captcha-ocr@champion``. An MLflow model must
+be this project's reader; it is checked before anything in it is opened.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from captcha_ocr import paths
-from captcha_ocr.core.images import ImageError, decode_image, to_grayscale
+from captcha_ocr.core.images import ImageError
 from captcha_ocr.core.model import Reading
-from captcha_ocr.errors import CaptchaOcrError
+from captcha_ocr.serving.pyfunc import decode_upload
+from captcha_ocr.serving.readers import open_reader, resolve_model_uri
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+# What a folder is searched for; the formats Pillow reads here. A file named
+# on the command line is tried whatever its name.
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
 DEFAULT_REGISTRY_URI = "models:/captcha-ocr@champion"
+__all__ = ["Predictor", "inputs", "resolve_model_uri", "IMAGE_SUFFIXES", "DEFAULT_REGISTRY_URI"]
 
 
-def inputs(paths: list[str]) -> Iterator[tuple[str, bytes]]:
-    """(name, bytes) of every image named, folders expanded in sorted order."""
+def inputs(paths: list[str]) -> Iterator[tuple[str, bytes | None, str | None]]:
+    """(name, bytes, None) for every image named, folders expanded in sorted order;
+    (name, None, why) for a name that cannot be read, so that the rest still are."""
     for name in paths:
         if name == "-":
-            yield "-", sys.stdin.buffer.read()
+            yield "-", sys.stdin.buffer.read(), None
             continue
         path = Path(name)
         if path.is_dir():
-            for child in sorted(path.rglob("*")):
-                if child.suffix.lower() in IMAGE_SUFFIXES and child.is_file():
-                    yield str(child), child.read_bytes()
+            yield from folder_images(path)
         elif path.is_file():
-            yield name, path.read_bytes()
+            yield from read_file(name, path)
         else:
-            raise FileNotFoundError(f"{name}: no such file or folder")
+            yield name, None, "no such file or folder"
+
+
+def folder_images(folder: Path) -> Iterator[tuple[str, bytes | None, str | None]]:
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    skipped = sorted({p.suffix or p.name for p in files if p.suffix.lower() not in IMAGE_SUFFIXES})
+    if skipped:
+        kinds = ", ".join(sorted(IMAGE_SUFFIXES))
+        print(
+            f"note: {folder}: skipped files that are not {kinds}: {', '.join(skipped)}",
+            file=sys.stderr,
+        )
+    for path in files:
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            yield from read_file(str(path), path)
+
+
+def read_file(name: str, path: Path) -> Iterator[tuple[str, bytes | None, str | None]]:
+    try:
+        yield name, path.read_bytes(), None
+    except OSError as err:
+        yield name, None, f"cannot read: {err.strerror}"
 
 
 class Predictor:
-    """One interface over a local reader file and an MLflow pyfunc model.
+    """One interface over every model ``--model`` can name (``readers.open_reader``).
 
-    A ``models:/name@alias`` URI is resolved to its version once, at load time,
-    and that exact version is loaded: ``source`` then says which version
-    answers even if the alias moves on while this process runs.
+    ``source`` says what answers: a file, or the exact registered version an
+    alias pointed at when the model was loaded.
     """
 
     def __init__(self, model: str):
-        local = Path(model)
-        if local.is_dir():
-            local = local / paths.READER.name
-        if local.suffix == ".keras" and local.is_file():
-            from captcha_ocr.core.model import CaptchaReader
+        self.reader, self.source = open_reader(model)
 
-            self.reader = CaptchaReader.load(local)
-            self.pyfunc = None
-            self.source = {"kind": "local file", "uri": str(local.resolve())}
-        elif local.suffix == ".onnx" and local.is_file():
-            from captcha_ocr.core.runtimes import open_onnx_reader
+    def decode(self, data: bytes) -> np.ndarray:
+        """One image as the reader eats it; ImageError if it is none, or over the limits."""
+        return decode_upload(data, self.reader.height, self.reader.width)
 
-            # The int8 network reads fastest; any ONNX network of ours reads.
-            self.reader = open_onnx_reader(local)
-            self.pyfunc = None
-            self.source = {"kind": "local ONNX file (OpenVINO)", "uri": str(local.resolve())}
-        elif ":/" in model:
-            import mlflow
+    def read(self, images: list[np.ndarray]) -> tuple[list[str], np.ndarray]:
+        return self.reader.read(np.stack(images))
 
-            from captcha_ocr import tracking
-
-            tracking.use_experiment()
-            self.source = resolve_model_uri(model)
-            self.pyfunc = mlflow.pyfunc.load_model(self.source["uri"])
-            # The pyfunc wraps a CaptchaReader; per-character scores need it directly.
-            self.reader = self.pyfunc.unwrap_python_model().reader
-        else:
-            raise FileNotFoundError(
-                f"{model}: not a reader file, folder, ONNX network or MLflow model URI"
-            )
-
-    def read(self, images: list[bytes]) -> tuple[list[str], np.ndarray]:
-        if self.pyfunc is not None:
-            from captcha_ocr.serving.pyfunc import encode_image
-
-            frame = pd.DataFrame({"image": [encode_image(b) for b in images]})
-            out = self.pyfunc.predict(frame)
-            return out["text"].tolist(), out["confidence"].to_numpy()
-        batch = np.stack([decode_image(b, self.reader.height, self.reader.width) for b in images])
-        return self.reader.read(batch)
-
-    def read_characters(self, images: list[bytes]) -> list[Reading]:
-        """Text, confidence and a score per character; images of any size are resized."""
-        batch = np.stack([decode_image(b, self.reader.height, self.reader.width) for b in images])
-        return self.reader.read_characters(batch)
-
-
-def resolve_model_uri(uri: str) -> dict[str, str]:
-    """``models:/name@alias`` or ``models:/name/version`` to the version it means."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    match = re.fullmatch(r"models:/([^/@]+)(?:@([^/]+)|/(\d+))", uri)
-    if not match:
-        return {"kind": "MLflow model", "uri": uri}
-    name, alias, version = match.groups()
-    client = MlflowClient()
-    try:
-        found = (
-            client.get_model_version_by_alias(name, alias)
-            if alias
-            else client.get_model_version(name, version)
-        )
-    except MlflowException as err:
-        raise CaptchaOcrError(f"{uri}: {err.message}") from None
-    source = {
-        "kind": "registered model",
-        "uri": f"models:/{name}/{found.version}",
-        "name": name,
-        "version": str(found.version),
-        "run_id": found.run_id or "",
-        "test_exact_match": found.tags.get("test_exact_match", ""),
-    }
-    if alias:
-        source["alias"] = alias
-    return source
+    def read_characters(self, images: list[np.ndarray]) -> list[Reading]:
+        """Text, confidence and a score per character of each decoded image."""
+        return self.reader.read_characters(np.stack(images))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,19 +107,23 @@ def main(argv: list[str] | None = None) -> int:
     model = args.model or (str(paths.READER) if paths.READER.is_file() else DEFAULT_REGISTRY_URI)
     predictor = Predictor(model)
 
-    rows, good_names, good_bytes = [], [], []
-    for name, data in inputs(args.paths):
-        try:
-            to_grayscale(data)  # one unreadable file must not sink the batch
-        except ImageError as err:
-            rows.append({"file": name, "error": str(err)})
+    # One unreadable, missing or oversized file must not sink the others.
+    rows, read_rows, images = [], [], []
+    for name, data, error in inputs(args.paths):
+        row = {"file": name}
+        rows.append(row)
+        if error is not None:
+            row["error"] = error
             continue
-        good_names.append(name)
-        good_bytes.append(data)
-    if good_bytes:
-        texts, confidence = predictor.read(good_bytes)
-        for name, text, conf in zip(good_names, texts, confidence, strict=True):
-            rows.append({"file": name, "text": text, "confidence": round(float(conf), 4)})
+        try:
+            images.append(predictor.decode(data))
+            read_rows.append(row)
+        except ImageError as err:
+            row["error"] = str(err)
+    if images:
+        texts, confidence = predictor.read(images)
+        for row, text, conf in zip(read_rows, texts, confidence, strict=True):
+            row |= {"text": text, "confidence": round(float(conf), 4)}
     if args.json:
         print(json.dumps(rows, indent=2))
     else:

@@ -1,7 +1,8 @@
 """The reader as an MLflow pyfunc model: base64 images in, text out.
 
 Input: a DataFrame with a column ``image`` of base64-encoded PNG or JPEG bytes,
-any size (images are resized to what the network was trained on).
+up to 2 MiB and 2048x2048 pixels each (images are resized to what the network
+was trained on). The same limits hold in ``captcha-ocr predict`` and the demo.
 Output: a DataFrame with ``text`` and ``confidence`` per image.
 
 Bad input raises an MlflowException with INVALID_PARAMETER_VALUE, which the
@@ -19,11 +20,26 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-from captcha_ocr.core.images import ImageError, decode_image
+from captcha_ocr.core.images import ImageError, ImageTooLarge, decode_image
 
 INPUT_COLUMN = "image"
 MAX_BATCH = 256
 MAX_IMAGE_BYTES = 2 * 1024 * 1024
+# Decoding costs memory by pixels, not bytes: a 46 KB PNG can hold 3160x3160
+# pixels, 40 MB as RGBA and several copies of that while it is converted.
+# Captchas are 200x50; a phone photo of one, scaled to 2048 wide, still fits.
+MAX_IMAGE_PIXELS = 2048 * 2048
+
+
+def decode_upload(data: bytes, height: int, width: int) -> np.ndarray:
+    """One image as the reader eats it, within the limits every entry point shares.
+
+    ImageTooLarge over the byte or pixel limit (checked before decoding),
+    ImageError if it is no image.
+    """
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ImageTooLarge(f"image of {len(data)} bytes, limit {MAX_IMAGE_BYTES}")
+    return decode_image(data, height, width, resize=True, max_pixels=MAX_IMAGE_PIXELS)
 
 
 def bad_request(message: str) -> MlflowException:
@@ -46,10 +62,8 @@ def decode_batch(frame: pd.DataFrame, height: int, width: int) -> np.ndarray:
             data = base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
             raise bad_request(f"row {row}: not valid base64") from None
-        if len(data) > MAX_IMAGE_BYTES:
-            raise bad_request(f"row {row}: image of {len(data)} bytes, limit {MAX_IMAGE_BYTES}")
         try:
-            images.append(decode_image(data, height, width, resize=True))
+            images.append(decode_upload(data, height, width))
         except ImageError as err:
             raise bad_request(f"row {row}: {err}") from None
     return np.stack(images)
