@@ -52,7 +52,6 @@ class PreprocessParams(Section):
     max_rejected_fraction: float = Field(0.05, ge=0, le=1)
     val_fraction: float = Field(0.1, gt=0, lt=1)
     test_fraction: float = Field(0.1, gt=0, lt=1)
-    seed: int = 1337
     limit: int | None = Field(
         default=None, gt=0, description="use only this many images (quick runs, tests)"
     )
