@@ -6,7 +6,6 @@ fails at the start of a step with the name of the key, not an hour into training
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -16,8 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from captcha_ocr.errors import CaptchaOcrError
 
 UPSTREAM_URL = "https://github.com/AakashKumarNain/CaptchaCracker/raw/master/captcha_images_v2.zip"
-# Names a local zip or another URL in place of ingest.source (tests and CI use it).
-SOURCE_ENV = "CAPTCHA_OCR_SOURCE"
 
 
 class Section(BaseModel):
@@ -25,13 +22,11 @@ class Section(BaseModel):
 
 
 class IngestParams(Section):
+    # A param, so DVC reruns ingest when it changes and dvc.lock records it.
     source: str = UPSTREAM_URL
     sha256: str | None = Field(
         default=None, description="expected digest of the zip; null accepts any"
     )
-
-    def resolved_source(self) -> str:
-        return os.environ.get(SOURCE_ENV) or self.source
 
 
 # Bounds that keep preprocess's arrays in memory: each image is height x width

@@ -200,7 +200,7 @@ def test_the_data_url_can_come_from_a_secret_and_is_then_never_cached(module, tm
     mounted = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert set(mounted) == {"exec-ingest-data"}
     (secret,) = mounted["exec-ingest-data"]["secretAsEnv"]
-    assert secret["keyToEnv"] == [{"secretKey": "source", "envVar": "CAPTCHA_OCR_SOURCE"}]
+    assert secret["keyToEnv"] == [{"secretKey": "source", "envVar": "CAPTCHA_OCR_SECRET_SOURCE"}]
     tasks = spec["root"]["dag"]["tasks"]
     assert tasks["ingest-data"]["cachingOptions"].get("enableCache", False) is False
 
@@ -218,3 +218,14 @@ def test_compile_refuses_a_source_with_a_token_without_showing_it(tmp_path):
     assert "--source-secret" in done.stderr and "Traceback" not in done.stderr
     assert "SeCrEt42" not in done.stdout + done.stderr
     assert not out.exists()
+
+
+def test_the_ingest_component_takes_the_url_from_the_secret(monkeypatch):
+    from captcha_ocr.kubeflow.workspace import SECRET_SOURCE_ENV, with_secret_source
+
+    ingest = {"source": "https://example.org/public.zip", "sha256": "ab" * 32}
+    monkeypatch.delenv(SECRET_SOURCE_ENV, raising=False)
+    assert with_secret_source(ingest) == ingest
+    monkeypatch.setenv(SECRET_SOURCE_ENV, "https://example.org/c.zip?sig=x")
+    assert with_secret_source(ingest) == {**ingest, "source": "https://example.org/c.zip?sig=x"}
+    assert ingest["source"] == "https://example.org/public.zip"  # the parameter is untouched

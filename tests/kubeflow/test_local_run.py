@@ -25,8 +25,8 @@ pytestmark = pytest.mark.slow
 
 def run_pipeline(tmp: Path, zip_path: Path, *params: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env["CAPTCHA_OCR_SOURCE"] = str(zip_path)
     command = [sys.executable, "-m", "captcha_ocr", "pipeline", "run-local"]
+    command += ["--param", f"ingest.source={zip_path}"]
     command += ["--params", str(tmp / "params.yaml"), "--pipeline-root", str(tmp / "kfp")]
     command += ["--mlflow-uri", f"sqlite:///{tmp / 'mlflow.db'}"]
     command += [arg for param in params for arg in ("--param", param)]

@@ -223,8 +223,6 @@ def main(argv: list[str] | None = None) -> None:
         from captcha_ocr.tracking import tracking_uri
 
         overrides = list(args.param)
-        if os.environ.get("CAPTCHA_OCR_SOURCE"):
-            overrides.insert(0, f"ingest.source={os.environ['CAPTCHA_OCR_SOURCE']}")
         uri = options.mlflow_tracking_uri or checked_tracking_uri(tracking_uri())
         run_local(
             module, options, pipeline_arguments(module, options, overrides, uri), args.pipeline_root

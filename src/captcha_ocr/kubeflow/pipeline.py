@@ -53,7 +53,7 @@ class PipelineOptions:
     # auth; mounted as MLFLOW_TRACKING_USERNAME / _PASSWORD, never a parameter.
     mlflow_secret: str | None = None
     # A Kubernetes secret whose key `source` is the data URL (a presigned URL is a
-    # credential); mounted in the ingest step as CAPTCHA_OCR_SOURCE, never a parameter.
+    # credential); mounted in the ingest step as CAPTCHA_OCR_SECRET_SOURCE, never a parameter.
     source_secret: str | None = None
     ingest_retries: int = 3
 
@@ -178,9 +178,11 @@ def add_mlflow_credentials(tasks, secret_name: str) -> None:
 
 
 def add_source_secret(task, secret_name: str) -> None:
-    """The data source from a Kubernetes secret, as the ingest step's CAPTCHA_OCR_SOURCE."""
+    """The data source from a Kubernetes secret, for the ingest component to read."""
     from kfp import kubernetes
 
+    from captcha_ocr.kubeflow.workspace import SECRET_SOURCE_ENV
+
     kubernetes.use_secret_as_env(
-        task, secret_name=secret_name, secret_key_to_env={"source": "CAPTCHA_OCR_SOURCE"}
+        task, secret_name=secret_name, secret_key_to_env={"source": SECRET_SOURCE_ENV}
     )

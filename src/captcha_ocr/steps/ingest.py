@@ -1,12 +1,13 @@
 """Step 1, ingest: fetch the captcha zip, record its digest, unpack it safely.
 
 The source is a URL (default: the upstream archive) or a local path, from
-``ingest.source`` in params.yaml or the CAPTCHA_OCR_SOURCE environment
-variable. The zip, the unpacked images and ``ingest.json`` are written beside
-their targets and moved into place together only once the whole zip has been
-read and checked, so a refused zip or an interrupted download leaves the
-previous ingest as it was. Credentials in the source (a presigned URL's token)
-never reach the output, the record or any message.
+``ingest.source`` in params.yaml and nowhere else: DVC sees params, so a new
+source reruns the step and dvc.lock records it. The zip, the unpacked images
+and ``ingest.json`` are written beside their targets and moved into place
+together only once the whole zip has been read and checked, so a refused zip
+or an interrupted download leaves the previous ingest as it was. Credentials in
+the source (a presigned URL's token) never reach the output, the record or any
+message.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import http.client
+import os
 import shutil
 import stat
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -44,8 +47,23 @@ DOWNLOAD_ATTEMPTS = 4
 BACKOFF_SECONDS = 2.0
 
 
+# Named the source until DVC had to see it; now refused, so an old command
+# does not silently ingest the params' source instead.
+RETIRED_SOURCE_ENV = "CAPTCHA_OCR_SOURCE"
+
+
 class IngestError(CaptchaOcrError):
     pass
+
+
+def refuse_retired_source_env() -> None:
+    if value := os.environ.get(RETIRED_SOURCE_ENV):
+        raise IngestError(
+            f"{RETIRED_SOURCE_ENV}={redact_source(value)!r} is no longer read, because DVC "
+            "cannot see it: set ingest.source in params.yaml instead, e.g. "
+            f"`dvc exp run -S ingest.source={redact_source(value)}`, and unset "
+            f"{RETIRED_SOURCE_ENV}"
+        )
 
 
 def ingest(
@@ -54,7 +72,7 @@ def ingest(
     images_dir: Path = paths.RAW_IMAGES,
     info_path: Path = paths.INGEST_INFO,
 ) -> dict[str, object]:
-    source = params.resolved_source()
+    source = params.source
     shown = redact_source(source)  # what may be printed, written and logged
     # The new zip is read through (every entry unpacked, every CRC checked)
     # before anything replaces the old zip, images or record; then all three
@@ -232,4 +250,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="captcha-ocr ingest", description=__doc__)
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
-    ingest(load_params(args.params).ingest)
+    refuse_retired_source_env()
+    params = load_params(args.params).ingest
+    if redact_source(params.source) != params.source:
+        print(
+            f"warning: ingest.source {redact_source(params.source)!r} holds credentials, which "
+            "params.yaml, dvc.lock and git keep as written; prefer s3:// (or another remote) "
+            "with credentials in the environment",
+            file=sys.stderr,
+        )
+    ingest(params)
