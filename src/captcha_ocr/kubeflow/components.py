@@ -149,15 +149,20 @@ def promote_model(
     export: dict,
     mlflow_tracking_uri: str,
     version: str,
+    prepared: Input[Dataset],
     promotion: Output[Artifact],
 ):
-    """Move `champion` to this version if it beats the champion (`captcha-ocr promote`)."""
+    """Move `champion` to this version if it beats the champion (`captcha-ocr promote`).
+
+    ``prepared`` holds the candidate's test split: a champion scored on another
+    one is scored on it before the gate compares them.
+    """
     from captcha_ocr.kubeflow.workspace import read_json, run_step
 
     run_step(
         "promote",
         {"promote": promote, "export": export},
-        [],
+        [prepared.path],
         promotion.path,
         mlflow_tracking_uri,
         extra_args=["--version", version],

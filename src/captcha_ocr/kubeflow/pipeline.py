@@ -137,6 +137,7 @@ def build_pipeline(options: PipelineOptions = PipelineOptions()):
             export=export,
             mlflow_tracking_uri=mlflow_tracking_uri,
             version=exported.outputs["Output"],
+            prepared=data["prepared"],
         )
 
         # Registering and promoting change the registry: never skip them from cache.
