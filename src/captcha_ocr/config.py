@@ -27,6 +27,10 @@ class IngestParams(Section):
     sha256: str | None = Field(
         default=None, description="expected digest of the zip; null accepts any"
     )
+    # A DVC repository (URL or path) in which ``source`` is a tracked path, read
+    # at ``rev`` (a tag, branch or commit; null: the default branch).
+    repo: str | None = None
+    rev: str | None = None
 
 
 # Bounds that keep preprocess's arrays in memory: each image is height x width

@@ -195,14 +195,37 @@ def test_the_project_folders_re_export_the_packaged_pipeline():
     assert captcha_pipeline.build_pipeline is packaged_pipeline.build_pipeline
 
 
-def test_the_data_url_can_come_from_a_secret_and_is_then_never_cached(module, tmp_path):
-    spec, platform = compile_to(module, tmp_path, source_secret="captcha-data")
+def test_the_data_url_and_storage_credentials_can_come_from_secrets(module, tmp_path):
+    spec, platform = compile_to(
+        module, tmp_path, source_secret="captcha-data", storage_secret="team-s3"
+    )
     mounted = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert set(mounted) == {"exec-ingest-data"}
-    (secret,) = mounted["exec-ingest-data"]["secretAsEnv"]
-    assert secret["keyToEnv"] == [{"secretKey": "source", "envVar": "CAPTCHA_OCR_SECRET_SOURCE"}]
+    url, storage = mounted["exec-ingest-data"]["secretAsEnv"]
+    assert url["keyToEnv"] == [{"secretKey": "source", "envVar": "CAPTCHA_OCR_SECRET_SOURCE"}]
+    assert storage["secretName"] == "team-s3"
+    assert {k["envVar"] for k in storage["keyToEnv"]} == {
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+    }
+
+
+def test_ingest_is_cached_by_the_pinned_digest_else_fetched_every_run(module, tmp_path):
+    spec, _ = compile_to(module, tmp_path)
     tasks = spec["root"]["dag"]["tasks"]
-    assert tasks["ingest-data"]["cachingOptions"].get("enableCache", False) is False
+    key = tasks["ingest-data"]["inputs"]["parameters"]["cache_key"]
+    assert key["taskOutputParameter"]["producerTask"] == "data-cache-key"
+    assert tasks["data-cache-key"]["cachingOptions"].get("enableCache", False) is False
+    assert tasks["ingest-data"]["cachingOptions"]["enableCache"] is True
+
+    # The key component's own function: the digest when pinned, never the same twice when not.
+    from captcha_ocr.kubeflow.components import data_cache_key
+
+    make_key = data_cache_key.python_func
+    assert make_key({"source": "s3://a/b.zip", "sha256": "AB" * 32}) == f"sha256:{'ab' * 32}"
+    unpinned = {"source": "s3://a/b.zip"}
+    assert make_key(unpinned) != make_key(unpinned)
+    assert make_key(unpinned).startswith("unpinned:")
 
 
 def test_compile_refuses_a_source_with_a_token_without_showing_it(tmp_path):

@@ -180,6 +180,7 @@ def main(argv: list[str] | None = None) -> None:
         sub.add_argument("--mlflow-uri", help="MLflow tracking URI the pods log to")
         sub.add_argument("--mlflow-secret", help="Kubernetes secret with MLflow credentials")
         sub.add_argument("--source-secret", help="Kubernetes secret with the data URL (`source`)")
+        sub.add_argument("--storage-secret", help="Kubernetes secret with S3 credentials (AWS_*)")
         sub.add_argument("--train-cpu", default="2")
         sub.add_argument("--train-memory", default="4G")
         sub.add_argument("--accelerator-type", help="e.g. nvidia.com/gpu")
@@ -213,6 +214,7 @@ def main(argv: list[str] | None = None) -> None:
         accelerator_count=args.accelerator_count,
         mlflow_secret=args.mlflow_secret,
         source_secret=args.source_secret,
+        storage_secret=args.storage_secret,
     )
     if args.command != "run-local":  # a local run's parameters stay on this machine
         check_source_is_public(module.default_params(options.params_path), str(args.params))

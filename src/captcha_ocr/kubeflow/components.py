@@ -23,8 +23,26 @@ from captcha_ocr.kubeflow.image import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def ingest_data(ingest: dict, raw: Output[Dataset]):
-    """Fetch the captcha zip, record its sha256 and unpack it safely (`captcha-ocr ingest`)."""
+def data_cache_key(ingest: dict) -> str:
+    """What ingest is cached by: the pinned ``ingest.sha256``, else a new value each run.
+
+    KFP caches a step by its inputs. The source string says nothing of the bytes
+    behind it (a new zip at the same URL), so only a pinned digest may reuse a
+    cached ingest; an unpinned source is fetched on every run.
+    """
+    import uuid
+
+    digest = ingest.get("sha256")
+    return f"sha256:{str(digest).lower()}" if digest else f"unpinned:{uuid.uuid4()}"
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def ingest_data(ingest: dict, cache_key: str, raw: Output[Dataset]):
+    """Fetch the captcha zip, record its sha256 and unpack it safely (`captcha-ocr ingest`).
+
+    ``cache_key`` (from ``data_cache_key``) is unused here: it is what KFP's
+    cache compares, beside ``ingest``.
+    """
     from captcha_ocr.kubeflow.workspace import read_json, run_step, with_secret_source
 
     run_step("ingest", {"ingest": with_secret_source(ingest)}, inputs=[], output=raw.path)

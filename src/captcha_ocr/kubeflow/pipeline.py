@@ -16,6 +16,7 @@ from pathlib import Path
 from kfp import dsl
 
 from captcha_ocr.kubeflow.components import (
+    data_cache_key,
     evaluate_model,
     export_model,
     ingest_data,
@@ -55,6 +56,9 @@ class PipelineOptions:
     # A Kubernetes secret whose key `source` is the data URL (a presigned URL is a
     # credential); mounted in the ingest step as CAPTCHA_OCR_SECRET_SOURCE, never a parameter.
     source_secret: str | None = None
+    # A Kubernetes secret with the storage credentials ingest reads an s3:// source
+    # (or a DVC repo's S3 remote) with: keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY.
+    storage_secret: str | None = None
     ingest_retries: int = 3
 
 
@@ -86,7 +90,11 @@ def build_pipeline(options: PipelineOptions = PipelineOptions()):
         mlflow_tracking_uri: str = options.mlflow_tracking_uri,
         git_commit: str = current_commit(),
     ):
-        raw = ingest_data(ingest=ingest)
+        # Cached only by a pinned digest: an unpinned source gets a new key each run.
+        key = data_cache_key(ingest=ingest)
+        key.set_caching_options(False)
+        key.set_display_name("data cache key")
+        raw = ingest_data(ingest=ingest, cache_key=key.output)
         # Downloads fail for passing reasons; the step itself never keeps a partial zip.
         raw.set_retry(num_retries=options.ingest_retries, backoff_duration="30s")
         data = {"raw": raw.outputs["raw"]}
@@ -143,15 +151,14 @@ def build_pipeline(options: PipelineOptions = PipelineOptions()):
         # Registering and promoting change the registry: never skip them from cache.
         for task in (raw, prepared, trained, scored):
             task.set_caching_options(True)
-        if options.source_secret:
-            # The URL in the secret can change while every parameter stays the same.
-            raw.set_caching_options(False)
         for task in (exported, promoted):
             task.set_caching_options(False)
         if options.mlflow_secret:
             add_mlflow_credentials((trained, scored, exported, promoted), options.mlflow_secret)
         if options.source_secret:
             add_source_secret(raw, options.source_secret)
+        if options.storage_secret:
+            add_storage_credentials(raw, options.storage_secret)
         names = ("ingest", "preprocess", "train", "evaluate", "export", "promote")
         tasks = (raw, prepared, trained, scored, exported, promoted)
         for task, name in zip(tasks, names, strict=True):
@@ -176,6 +183,16 @@ def add_mlflow_credentials(tasks, secret_name: str) -> None:
                 "password": "MLFLOW_TRACKING_PASSWORD",
             },
         )
+
+
+def add_storage_credentials(task, secret_name: str) -> None:
+    """S3 credentials from a Kubernetes secret, as the ingest step's AWS_* variables."""
+    from kfp import kubernetes
+
+    keys = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    kubernetes.use_secret_as_env(
+        task, secret_name=secret_name, secret_key_to_env={k: k for k in keys}
+    )
 
 
 def add_source_secret(task, secret_name: str) -> None:

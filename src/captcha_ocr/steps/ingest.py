@@ -1,7 +1,9 @@
 """Step 1, ingest: fetch the captcha zip, record its digest, unpack it safely.
 
-The source is a URL (default: the upstream archive) or a local path, from
-``ingest.source`` in params.yaml and nowhere else: DVC sees params, so a new
+The source is a URL (default: the upstream archive; ``s3://`` and the other
+storages of DVC remotes too), a local path, or a path in a DVC repository at a
+revision (``ingest.repo``, ``ingest.rev``; see ``captcha_ocr.sources``), from
+params.yaml and nowhere else: DVC sees params, so a new
 source reruns the step and dvc.lock records it. The zip, the unpacked images
 and ``ingest.json`` are written beside their targets and moved into place
 together only once the whole zip has been read and checked, so a refused zip
@@ -33,6 +35,7 @@ from captcha_ocr.config import IngestParams, load_params
 from captcha_ocr.errors import CaptchaOcrError
 from captcha_ocr.files import all_or_nothing, atomic_dir, atomic_path, write_json
 from captcha_ocr.redaction import redact_source
+from captcha_ocr.sources import copy_from_dvc_repo, copy_from_storage, is_remote_storage
 
 # Limits against zip bombs: far above the real archive (1040 files, ~9 MB).
 MAX_ENTRIES = 100_000
@@ -73,18 +76,37 @@ def ingest(
     info_path: Path = paths.INGEST_INFO,
 ) -> dict[str, object]:
     source = params.source
-    shown = redact_source(source)  # what may be printed, written and logged
+    shown = describe(params)  # what may be printed, written and logged
     # The new zip is read through (every entry unpacked, every CRC checked)
     # before anything replaces the old zip, images or record; then all three
     # move in together. A refused zip leaves the previous ingest as it was.
     with all_or_nothing(), atomic_path(zip_path) as new_zip:
-        copy_or_download(source, new_zip, expected_sha256=params.sha256)
+        if params.repo:
+            copy_from_dvc_repo(source, params.repo, params.rev, new_zip)
+            check_digest(shown, new_zip, params.sha256)
+        else:
+            copy_or_download(source, new_zip, expected_sha256=params.sha256)
         digest, size = sha256_of(new_zip), new_zip.stat().st_size
         count = safe_extract(new_zip, images_dir, name=shown)
-        info = {"source": shown, "sha256": digest, "size_bytes": size, "files": count}
+        info = {"source": redact_source(source), "sha256": digest, "size_bytes": size}
+        info |= {"files": count} | _repo_record(params)
         write_json(info_path, info)
     print(f"ingest: {count} files from {shown} (sha256 {digest[:12]}, {size} bytes)")
     return info
+
+
+def describe(params: IngestParams) -> str:
+    """The source as messages name it, without credentials."""
+    if not params.repo:
+        return redact_source(params.source)
+    at = f"@{params.rev}" if params.rev else ""
+    return f"{params.source} in {redact_source(params.repo)}{at}"
+
+
+def _repo_record(params: IngestParams) -> dict[str, str]:
+    if not params.repo:
+        return {}
+    return {"repo": redact_source(params.repo), "rev": params.rev or "(default branch)"}
 
 
 def fetch(source: str, target: Path, expected_sha256: str | None = None) -> None:
@@ -94,17 +116,22 @@ def fetch(source: str, target: Path, expected_sha256: str | None = None) -> None
 
 
 def copy_or_download(source: str, target: Path, expected_sha256: str | None = None) -> None:
-    """Write the zip at ``source`` (a URL or a local path) to ``target``."""
-    shown = redact_source(source)
+    """Write the zip at ``source`` (a URL, a storage URL or a local path) to ``target``."""
     if source.startswith(("http://", "https://")):
         _download(source, target)
+    elif is_remote_storage(source):
+        copy_from_storage(source, target)
     else:
         _copy_local(source, target)
+    check_digest(repr(redact_source(source)), target, expected_sha256)
+
+
+def check_digest(shown: str, path: Path, expected_sha256: str | None) -> None:
     if expected_sha256:
-        actual = sha256_of(target)
+        actual = sha256_of(path)
         if actual != expected_sha256.lower():
             raise IngestError(
-                f"source {shown!r}: sha256 {actual} does not match "
+                f"source {shown}: sha256 {actual} does not match "
                 f"ingest.sha256 {expected_sha256}; nothing was kept"
             )
 
