@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -18,12 +17,7 @@ from captcha_ocr.errors import CaptchaOcrError
 from captcha_ocr.sources import is_remote_storage
 from captcha_ocr.steps.ingest import ingest, sha256_of
 
-
-def small_zip(path: Path, captcha_zip: Path, count: int) -> Path:
-    with zipfile.ZipFile(captcha_zip) as source, zipfile.ZipFile(path, "w") as out:
-        for name in sorted(n for n in source.namelist() if n.endswith(".png"))[:count]:
-            out.writestr(name, source.read(name))
-    return path
+from ..dvc_project import small_zip
 
 
 def run_ingest(tmp_path: Path, params: IngestParams) -> dict:

@@ -37,6 +37,7 @@ from captcha_ocr.core.runtimes import OnnxReader, OpenVinoReader, export_onnx, q
 from captcha_ocr.core.vocabulary import Vocabulary
 from captcha_ocr.errors import CaptchaOcrError
 from captcha_ocr.files import atomic_dir, atomic_path, write_json
+from captcha_ocr.lineage import data_tags
 from captcha_ocr.redaction import public_params
 from captcha_ocr.steps.preprocess import load_split, split_identity
 
@@ -133,6 +134,8 @@ def publish(reader_path: Path, params: Params) -> ModelVersion:
         # alike whatever else the file records.
         "test_split_sha256": split_identity("test"),
         "params": json.dumps(public_params(params).model_dump(), sort_keys=True),
+        # What dvc.lock records of the data, and a commit that can restore it.
+        **data_tags(),
     }
     test = pd.read_csv(paths.SPLITS / "test.csv", dtype=str)
     example_png = (paths.RAW_IMAGES / test["file"][0]).read_bytes()
