@@ -261,3 +261,21 @@ def test_a_presigned_urls_token_is_in_no_output_record_or_message(
     with pytest.raises(IngestError, match="HTTP 404") as refused:
         fetch(f"{url}/missing.zip?token={TOKEN}", tmp_path / "other.zip")
     assert TOKEN not in str(refused.value) and "token=***" in str(refused.value)
+
+
+def test_a_token_in_params_works_and_warns_that_params_keep_it(
+    tmp_path, http_server, captcha_zip, monkeypatch, capsys
+):
+    # params.yaml and dvc.lock are committed as written: the user is told, the token is not shown.
+    from captcha_ocr.cli import main
+
+    root, url = http_server
+    (root / "captcha.zip").write_bytes(captcha_zip.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CAPTCHA_OCR_SOURCE", raising=False)
+    source = f"{url}/captcha.zip?X-Amz-Signature={TOKEN}"
+    (tmp_path / "params.yaml").write_text(f"ingest:\n  source: '{source}'\n")
+    assert main(["ingest"]) == 0
+    printed = capsys.readouterr()
+    assert "warning: ingest.source" in printed.err and "X-Amz-Signature=***" in printed.err
+    assert "dvc.lock" in printed.err and TOKEN not in printed.out + printed.err
