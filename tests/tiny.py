@@ -21,3 +21,10 @@ def tiny_params(path: Path, epochs: int) -> None:
     # A model this small reads nothing right; let it become the first champion anyway.
     params["promote"] |= {"min_exact_match": 0.0}
     path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def set_source(path: Path, source: Path | str) -> None:
+    """Point ``ingest.source`` in the params.yaml at ``path`` to ``source``."""
+    params = yaml.safe_load(path.read_text())
+    params["ingest"]["source"] = str(source)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))

@@ -21,6 +21,7 @@ STEPS = (
     "predict",
     "demo",
     "pipeline",
+    "lineage",
 )
 # The module that runs each command, under captcha_ocr.
 MODULES = {
@@ -28,6 +29,7 @@ MODULES = {
     "predict": "serving.predict",
     "demo": "serving.demo",
     "pipeline": "kubeflow.cli",
+    "lineage": "lineage",
 }
 
 
@@ -39,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         print("or read captchas: captcha-ocr predict PATH... [--model URI] [--json]")
         print("or try them in a browser: captcha-ocr demo [--model URI] [--port 8000]")
         print("or run it on Kubeflow: captcha-ocr pipeline {compile,run-local,submit}")
+        print("or find a model's data: captcha-ocr lineage [models:/captcha-ocr@champion]")
         return 0 if argv[:1] in ([], ["-h"], ["--help"]) else 2
     step, rest = argv[0], argv[1:]
     module = importlib.import_module(f"captcha_ocr.{MODULES[step]}")

@@ -7,7 +7,6 @@ fails at the start of a step with the name of the key, not an hour into training
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,8 +25,6 @@ from pydantic import (
 from captcha_ocr.errors import CaptchaOcrError
 
 UPSTREAM_URL = "https://github.com/AakashKumarNain/CaptchaCracker/raw/master/captcha_images_v2.zip"
-# Names a local zip or another URL in place of ingest.source (tests and CI use it).
-SOURCE_ENV = "CAPTCHA_OCR_SOURCE"
 
 
 class Section(BaseModel):
@@ -35,13 +32,15 @@ class Section(BaseModel):
 
 
 class IngestParams(Section):
+    # A param, so DVC reruns ingest when it changes and dvc.lock records it.
     source: str = UPSTREAM_URL
     sha256: str | None = Field(
         default=None, description="expected digest of the zip; null accepts any"
     )
-
-    def resolved_source(self) -> str:
-        return os.environ.get(SOURCE_ENV) or self.source
+    # A DVC repository (URL or path) in which ``source`` is a tracked path, read
+    # at ``rev`` (a tag, branch or commit; null: the default branch).
+    repo: str | None = None
+    rev: str | None = None
 
 
 # Bounds that keep preprocess's arrays in memory: each image is height x width
@@ -62,7 +61,6 @@ class PreprocessParams(Section):
     max_rejected_fraction: float = Field(0.05, ge=0, le=1)
     val_fraction: float = Field(0.1, gt=0, lt=1)
     test_fraction: float = Field(0.1, gt=0, lt=1)
-    seed: int = 1337
     limit: int | None = Field(
         default=None, gt=0, description="use only this many images (quick runs, tests)"
     )

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,6 +135,8 @@ class Scores:
     cer: float
     test_split: str
     metrics_version: str
+    # Where the scores come from when not the version's own tags (a rescore).
+    basis: str = ""
 
     @classmethod
     def of(cls, mv: ModelVersion) -> Scores:
@@ -165,6 +167,13 @@ def evaluation_gate(exact_match: float, gate: PromoteParams) -> tuple[bool, str]
 
 def decide(candidate: Scores, champion: Scores | None, gate: PromoteParams) -> tuple[bool, str]:
     """Whether ``candidate`` should become champion, and why (pure)."""
+    promoted, why = _decide(candidate, champion, gate)
+    if champion is not None and champion.basis:
+        why = f"{why} ({champion.basis})"
+    return promoted, why
+
+
+def _decide(candidate: Scores, champion: Scores | None, gate: PromoteParams) -> tuple[bool, str]:
     passes, why = evaluation_gate(candidate.exact_match, gate)
     if champion is None:
         return passes, f"first champion: {why}" if passes else why
@@ -198,17 +207,25 @@ def alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion |
         return None
 
 
+# (client, model name, candidate, champion) -> the champion's scores to decide
+# with: its own, or its scores on the candidate's test split (rescoring.py).
+Rescorer = Callable[[MlflowClient, str, Scores, Scores], Scores]
+
+
 def promote(
     name: str,
     gate: PromoteParams,
     version: str | None = None,
     force: bool = False,
     reason: str | None = None,
+    rescore: Rescorer | None = None,
 ) -> dict:
     """Move ``champion`` to the candidate if it passes the gate, else ``challenger``.
 
     Holds the model's promotion lock throughout, so a concurrent promotion
     decides against the champion this one leaves, never against a stale one.
+    ``rescore`` scores the champion on the candidate's test split when the two
+    were scored on different ones (``rescoring.on_equal_terms``).
     """
     if force and not reason:
         raise PromotionError("--force needs --reason: say why the gate is overridden")
@@ -219,7 +236,7 @@ def promote(
         )
     client = MlflowClient()
     with promotion_lock(client, name):
-        return _promote(client, name, gate, version, force, reason)
+        return _promote(client, name, gate, version, force, reason, rescore)
 
 
 def _promote(
@@ -229,6 +246,7 @@ def _promote(
     version: str | None,
     force: bool,
     reason: str | None,
+    rescore: Rescorer | None = None,
 ) -> dict:
     if version is None:
         versions = client.search_model_versions(f"name = '{name}'")
@@ -244,6 +262,8 @@ def _promote(
 
     candidate = Scores.of(candidate_mv)
     champion = Scores.of(champion_mv) if champion_mv else None
+    if champion is not None and rescore is not None:
+        champion = rescore(client, name, candidate, champion)
     promoted, why = decide(candidate, champion, gate)
     if force:
         promoted, why = True, f"forced: {reason}"

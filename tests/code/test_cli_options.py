@@ -18,6 +18,7 @@ ABBREVIATED = {
     "predict": ["--mod", "nowhere.keras", "a.png"],
     "demo": ["--mod", "nowhere.keras"],
     "pipeline": ["compile", "--out", "nowhere.yaml"],
+    "lineage": ["--hel"],
 }
 
 

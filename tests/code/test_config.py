@@ -5,7 +5,6 @@ import pytest
 import yaml
 
 from captcha_ocr.config import (
-    SOURCE_ENV,
     UPSTREAM_URL,
     Params,
     ParamsError,
@@ -56,12 +55,18 @@ def test_conv_block_sizes_are_checked(tmp_path, train, message):
         load_params(write(tmp_path, {"train": train}))
 
 
-def test_environment_names_another_source(tmp_path, monkeypatch):
-    params = load_params(write(tmp_path, {"ingest": {"source": "https://example.org/a.zip"}}))
-    monkeypatch.delenv(SOURCE_ENV, raising=False)
-    assert params.ingest.resolved_source() == "https://example.org/a.zip"
-    monkeypatch.setenv(SOURCE_ENV, "/data/copy.zip")
-    assert params.ingest.resolved_source() == "/data/copy.zip"
+def test_the_retired_source_variable_is_refused_by_name(tmp_path, monkeypatch, capsys):
+    # DVC cannot see an environment variable: honouring it would ingest data
+    # that dvc.lock does not record. It is refused, with the command to use.
+    from captcha_ocr.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CAPTCHA_OCR_SOURCE", "/data/copy.zip")
+    assert main(["ingest", "--params", str(write(tmp_path, {}))]) == 1
+    err = capsys.readouterr().err
+    assert "CAPTCHA_OCR_SOURCE='/data/copy.zip' is no longer read" in err
+    assert "dvc exp run -S ingest.source=/data/copy.zip" in err
+    assert not (tmp_path / "data").exists()
 
 
 def test_cli_reports_a_bad_key_and_exits_nonzero(tmp_path, capsys):

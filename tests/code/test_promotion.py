@@ -48,3 +48,11 @@ def test_a_better_candidate_below_the_minimum_is_refused():
     champion = scores(version="1", exact_match=0.5, cer=0.3)
     promoted, reason = decide(scores(exact_match=0.6), champion, GATE)
     assert promoted is False and "min_exact_match" in reason
+
+
+def test_a_rescored_champion_is_compared_on_the_candidates_split_and_the_reason_says_so():
+    from dataclasses import replace
+
+    champion = replace(scores(version="1", exact_match=0.9, split="s2"), basis="both read X")
+    promoted, reason = decide(scores(exact_match=0.95, split="s2"), champion, GATE)
+    assert promoted and reason.endswith("(both read X)") and "0.9000" in reason

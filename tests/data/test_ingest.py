@@ -25,10 +25,9 @@ def make_zip(path: Path, entries: dict[str, bytes], links: dict[str, str] | None
     return path
 
 
-def test_ingest_local_zip_records_digest_and_unpacks(tmp_path, captcha_zip, monkeypatch):
-    monkeypatch.setenv("CAPTCHA_OCR_SOURCE", str(captcha_zip))
+def test_ingest_local_zip_records_digest_and_unpacks(tmp_path, captcha_zip):
     info = ingest(
-        IngestParams(),
+        IngestParams(source=str(captcha_zip)),
         zip_path=tmp_path / "raw.zip",
         images_dir=tmp_path / "images",
         info_path=tmp_path / "ingest.json",
@@ -226,8 +225,10 @@ def test_cli_refuses_a_zip_that_is_not_the_pinned_one(tmp_path, captcha_zip, mon
     from captcha_ocr.cli import main
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("CAPTCHA_OCR_SOURCE", str(captcha_zip))
-    (tmp_path / "params.yaml").write_text(f"ingest:\n  sha256: '{'ab' * 32}'\n")
+    monkeypatch.delenv("CAPTCHA_OCR_SOURCE", raising=False)
+    (tmp_path / "params.yaml").write_text(
+        f"ingest:\n  source: '{captcha_zip}'\n  sha256: '{'ab' * 32}'\n"
+    )
     assert main(["ingest"]) == 1
     assert f"does not match ingest.sha256 {'ab' * 32}" in capsys.readouterr().err
     assert not (tmp_path / "data" / "raw" / "images").exists()
@@ -260,3 +261,21 @@ def test_a_presigned_urls_token_is_in_no_output_record_or_message(
     with pytest.raises(IngestError, match="HTTP 404") as refused:
         fetch(f"{url}/missing.zip?token={TOKEN}", tmp_path / "other.zip")
     assert TOKEN not in str(refused.value) and "token=***" in str(refused.value)
+
+
+def test_a_token_in_params_works_and_warns_that_params_keep_it(
+    tmp_path, http_server, captcha_zip, monkeypatch, capsys
+):
+    # params.yaml and dvc.lock are committed as written: the user is told, the token is not shown.
+    from captcha_ocr.cli import main
+
+    root, url = http_server
+    (root / "captcha.zip").write_bytes(captcha_zip.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CAPTCHA_OCR_SOURCE", raising=False)
+    source = f"{url}/captcha.zip?X-Amz-Signature={TOKEN}"
+    (tmp_path / "params.yaml").write_text(f"ingest:\n  source: '{source}'\n")
+    assert main(["ingest"]) == 0
+    printed = capsys.readouterr()
+    assert "warning: ingest.source" in printed.err and "X-Amz-Signature=***" in printed.err
+    assert "dvc.lock" in printed.err and TOKEN not in printed.out + printed.err

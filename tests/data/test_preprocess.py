@@ -1,4 +1,4 @@
-"""Preprocess: validation with reasons, a deterministic disjoint split, arrays."""
+"""Preprocess: validation with reasons, a stable disjoint split, arrays."""
 
 import io
 import json
@@ -11,7 +11,7 @@ import yaml
 from PIL import Image
 
 from captcha_ocr.config import PreprocessParams
-from captcha_ocr.steps.preprocess import DataError, preprocess, split, validate
+from captcha_ocr.steps.preprocess import DataError, _validate, preprocess, validate
 
 
 @pytest.fixture
@@ -23,8 +23,11 @@ def images_dir(tmp_path, captcha_pngs):
     return tmp_path / "images"
 
 
-def run(tmp_path, images_dir, **params):
+def run(tmp_path, images_dir, version="v1", **params):
     out = tmp_path / "out"
+    info = tmp_path / "ingest.json"
+    info.parent.mkdir(parents=True, exist_ok=True)
+    info.write_text(json.dumps({"sha256": version}))
     return preprocess(
         PreprocessParams(**params),
         images_dir=images_dir,
@@ -32,6 +35,7 @@ def run(tmp_path, images_dir, **params):
         arrays_dir=out / "prepared",
         vocabulary_path=out / "vocabulary.json",
         report_path=out / "data_report.json",
+        info_path=info,
     ), out
 
 
@@ -55,9 +59,8 @@ def test_bad_files_are_rejected_with_reasons(tmp_path, images_dir, captcha_pngs)
     assert "characters outside" in reasons["captcha_images_v2/ab_de.png"]
     assert "label length 3" in reasons["captcha_images_v2/abc.png"]
     assert "size 120x40" in reasons["captcha_images_v2/small.png"]
-    assert "duplicate label" in reasons[f"copy/{next(iter(captcha_pngs))}.png"]
     assert "not a readable image" in reasons["captcha_images_v2/notes.txt"]
-    assert len(rejected) == 6
+    assert len(rejected) == 5  # the copy under copy/ is the same sample, not a rejection
 
 
 def test_too_many_rejections_fail_and_say_why_without_writing_any_output(tmp_path, images_dir):
@@ -96,7 +99,8 @@ def test_split_is_deterministic_disjoint_and_complete(tmp_path, images_dir, capt
     assert files[0].isdisjoint(files[1]) and files[0].isdisjoint(files[2])
     assert files[1].isdisjoint(files[2])
     assert set.union(*files) == {f"captcha_images_v2/{label}.png" for label in captcha_pngs}
-    assert report["splits"] == {"train": 6, "val": 3, "test": 3}
+    assert report["splits"] == {n: len(f) for n, f in frames.items()}
+    assert all(report["splits"].values())
 
     again, out2 = run(tmp_path / "again", images_dir, val_fraction=0.25, test_fraction=0.25)
     for name, frame in frames.items():
@@ -105,11 +109,37 @@ def test_split_is_deterministic_disjoint_and_complete(tmp_path, images_dir, capt
         )
 
 
-def test_another_seed_gives_another_split(images_dir):
-    accepted, _ = validate(images_dir, PreprocessParams())
-    a = split(accepted, PreprocessParams(seed=1))
-    b = split(accepted, PreprocessParams(seed=2))
-    assert [s.file for s in a["train"]] != [s.file for s in b["train"]]
+def test_same_bytes_are_one_sample_and_same_text_two(images_dir, captcha_pngs):
+    (first, png), (second, other_png), (third, third_png) = list(captcha_pngs.items())[:3]
+    for folder in ("copy", "other", "wrong"):
+        (images_dir / folder).mkdir()
+    (images_dir / "copy" / f"{first}.png").write_bytes(png)
+    (images_dir / "other" / f"{second}.png").write_bytes(_reencoded(other_png))
+    (images_dir / "wrong" / "abcde.png").write_bytes(third_png)
+
+    accepted, rejected, duplicates = _validate(images_dir, PreprocessParams())
+    labels = [s.label for s in accepted]
+    # A copy of the same bytes is one sample, listed as a copy.
+    assert labels.count(first) == 1
+    assert duplicates == [
+        {"file": f"copy/{first}.png", "same_bytes_as": f"captcha_images_v2/{first}.png"}
+    ]
+    # Another image with the same text is a sample of its own.
+    assert labels.count(second) == 2
+    # One image under two texts: which is right cannot be told, so neither is used.
+    reasons = {r["file"]: r["reason"] for r in rejected}
+    assert third not in labels and "abcde" not in labels
+    assert "labelled" in reasons["wrong/abcde.png"]
+    assert "wrong/abcde.png" in reasons[f"captcha_images_v2/{third}.png"]
+    assert len(accepted) == len(captcha_pngs) - 1 + 1
+
+
+def _reencoded(png: bytes) -> bytes:
+    """The same picture in other bytes: another sample with the same text."""
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(png)).save(buffer, format="PNG", compress_level=1)
+    assert buffer.getvalue() != png
+    return buffer.getvalue()
 
 
 def test_arrays_match_the_csv(tmp_path, images_dir):
@@ -123,7 +153,7 @@ def test_arrays_match_the_csv(tmp_path, images_dir):
     assert decoded == frame["label"].tolist()
 
 
-def test_limit_takes_a_seeded_subset(tmp_path, images_dir):
+def test_limit_takes_a_fixed_subset(tmp_path, images_dir):
     report, _ = run(tmp_path, images_dir, limit=6, val_fraction=0.2, test_fraction=0.2)
     assert sum(report["splits"].values()) == 6
 

@@ -63,9 +63,10 @@ def checkpoint_state(root: Path) -> dict | None:
 def prepared_template(tmp_path_factory, captcha_zip) -> Path:
     """Ingest and preprocess once: 64 captchas, tiny train params."""
     root = tmp_path_factory.mktemp("prepared")
-    params = {"preprocess": {"limit": 64}, "train": TINY_TRAIN}
+    params = {"ingest": {"source": str(captcha_zip)}, "preprocess": {"limit": 64}}
+    params["train"] = TINY_TRAIN
     (root / "params.yaml").write_text(yaml.safe_dump(params))
-    env = step_env("sqlite:///unused.db") | {"CAPTCHA_OCR_SOURCE": str(captcha_zip)}
+    env = step_env("sqlite:///unused.db")
     for step in ("ingest", "preprocess"):
         done = run_step(root, env, step)
         assert done.returncode == 0, done.stderr

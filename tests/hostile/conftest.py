@@ -108,8 +108,9 @@ def trained_project(tmp_path_factory, captcha_zip) -> Path:
     shutil.copy(PROJECT_ROOT / "params.yaml", root / "params.yaml")
     tiny_params(root / "params.yaml", epochs=1)
     project = Project(root)
+    project.set_params("ingest", source=str(captcha_zip))
     for step in STEPS:
-        result = project.run(step, env={"CAPTCHA_OCR_SOURCE": str(captcha_zip)})
+        result = project.run(step)
         assert result.returncode == 0, f"{step}: {result.stderr[-3000:]}"
     return root
 

@@ -69,7 +69,8 @@ def test_a_refused_zip_keeps_the_old_zip_images_and_record(project, case):
     bad = project.root.parent / f"{case}.zip"
     bad.write_bytes(BAD_ZIPS[case])
     before = project.checksums()
-    result = project.run("ingest", env={"CAPTCHA_OCR_SOURCE": str(bad)})
+    project.set_params("ingest", source=str(bad))
+    result = project.run("ingest")
     assert_refused(result, f"{case}.zip", before=before, after=project.checksums())
 
 
@@ -79,7 +80,8 @@ def test_a_folder_as_the_source_is_refused_by_name(project):
     folder.mkdir()
     (folder / "abcde.png").write_bytes(b"x")
     before = project.checksums()
-    result = project.run("ingest", env={"CAPTCHA_OCR_SOURCE": str(folder)})
+    project.set_params("ingest", source=str(folder))
+    result = project.run("ingest")
     assert_refused(result, "my_captchas", "is a folder, not a zip", before=before,
                    after=project.checksums())  # fmt: skip
 
@@ -87,6 +89,7 @@ def test_a_folder_as_the_source_is_refused_by_name(project):
 @pytest.mark.slow
 def test_a_missing_source_is_refused_by_name(project):
     before = project.checksums()
-    result = project.run("ingest", env={"CAPTCHA_OCR_SOURCE": "nowhere/captchas.zip"})
+    project.set_params("ingest", source="nowhere/captchas.zip")
+    result = project.run("ingest")
     assert_refused(result, "nowhere/captchas.zip", "no such file", before=before,
                    after=project.checksums())  # fmt: skip

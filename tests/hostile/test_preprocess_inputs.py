@@ -59,9 +59,9 @@ def test_too_many_rejections_keep_the_old_outputs_and_say_why(project):
 
 @pytest.mark.slow
 def test_a_failure_half_way_keeps_every_old_output(project):
-    # Another seed gives new splits; a file where the arrays folder belongs makes
+    # Other fractions give new splits; a file where the arrays folder belongs makes
     # the step fail after it has written the first split.
-    project.set_params("preprocess", seed=7)
+    project.set_params("preprocess", val_fraction=0.2)
     shutil.rmtree(project.root / "data/prepared")
     (project.root / "data/prepared").write_text("in the way")
     before = project.checksums()

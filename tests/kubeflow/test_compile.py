@@ -15,7 +15,7 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from captcha_ocr import paths
-from captcha_ocr.config import SOURCE_ENV, ParamsError
+from captcha_ocr.config import ParamsError
 from captcha_ocr.kubeflow.cli import (
     PipelineError,
     apply_overrides,
@@ -181,30 +181,27 @@ def test_compile_takes_param_overrides_as_the_compiled_defaults(tmp_path):
     assert parameters["parameters"]["export"]["defaultValue"]["model_name"] == "reader-b"
 
 
-# ($CAPTCHA_OCR_SOURCE, --param overrides, the ingest.source the components get);
-# {up} is the folder above the one the command runs in, {here} that folder.
+# (the ingest.source override, the ingest.source the components get); {up} is
+# the folder above the one the command runs in, {here} that folder.
 SOURCES = [
-    ("../shared/data/captchas.zip", [], "{up}/shared/data/captchas.zip"),
-    ("file://../captchas.zip", [], "{up}/captchas.zip"),
-    ("~/captchas.zip", [], os.path.expanduser("~/captchas.zip")),
-    ("/data/captchas.zip", [], "/data/captchas.zip"),
-    ("https://example.org/c.zip?x=1", [], "https://example.org/c.zip?x=1"),
-    (None, ["ingest.source=data/captchas.zip"], "{here}/data/captchas.zip"),
-    ("../env.zip", ["ingest.source=param.zip"], "{here}/param.zip"),
+    ("../shared/data/captchas.zip", "{up}/shared/data/captchas.zip"),
+    ("file://../captchas.zip", "{up}/captchas.zip"),
+    ("~/captchas.zip", os.path.expanduser("~/captchas.zip")),
+    ("/data/captchas.zip", "/data/captchas.zip"),
+    ("https://example.org/c.zip?x=1", "https://example.org/c.zip?x=1"),
+    ("s3://bucket/c.zip", "s3://bucket/c.zip"),
+    ("data/captchas.zip", "{here}/data/captchas.zip"),
 ]
 
 
-@pytest.mark.parametrize(("env", "overrides", "expected"), SOURCES)
+@pytest.mark.parametrize(("source", "expected"), SOURCES)
 def test_a_local_run_hands_the_components_an_absolute_source(
-    module, tmp_path, monkeypatch, env, overrides, expected
+    module, tmp_path, monkeypatch, source, expected
 ):
     (tmp_path / "project").mkdir()
     monkeypatch.chdir(tmp_path / "project")
-    if env is None:
-        monkeypatch.delenv(SOURCE_ENV, raising=False)
-    else:
-        monkeypatch.setenv(SOURCE_ENV, env)
     options = module.PipelineOptions(params_path=PROJECT_ROOT / "params.yaml")
+    overrides = [f"ingest.source={source}"]
     arguments = local_run_arguments(module, options, overrides, "sqlite:////m.db", Path.cwd())
     here = Path.cwd()
     assert arguments["ingest"]["source"] == expected.format(up=here.parent, here=here)
@@ -251,14 +248,37 @@ def test_the_project_folders_re_export_the_packaged_pipeline():
     assert captcha_pipeline.build_pipeline is packaged_pipeline.build_pipeline
 
 
-def test_the_data_url_can_come_from_a_secret_and_is_then_never_cached(module, tmp_path):
-    spec, platform = compile_to(module, tmp_path, source_secret="captcha-data")
+def test_the_data_url_and_storage_credentials_can_come_from_secrets(module, tmp_path):
+    spec, platform = compile_to(
+        module, tmp_path, source_secret="captcha-data", storage_secret="team-s3"
+    )
     mounted = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert set(mounted) == {"exec-ingest-data"}
-    (secret,) = mounted["exec-ingest-data"]["secretAsEnv"]
-    assert secret["keyToEnv"] == [{"secretKey": "source", "envVar": "CAPTCHA_OCR_SOURCE"}]
+    url, storage = mounted["exec-ingest-data"]["secretAsEnv"]
+    assert url["keyToEnv"] == [{"secretKey": "source", "envVar": "CAPTCHA_OCR_SECRET_SOURCE"}]
+    assert storage["secretName"] == "team-s3"
+    assert {k["envVar"] for k in storage["keyToEnv"]} == {
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+    }
+
+
+def test_ingest_is_cached_by_the_pinned_digest_else_fetched_every_run(module, tmp_path):
+    spec, _ = compile_to(module, tmp_path)
     tasks = spec["root"]["dag"]["tasks"]
-    assert tasks["ingest-data"]["cachingOptions"].get("enableCache", False) is False
+    key = tasks["ingest-data"]["inputs"]["parameters"]["cache_key"]
+    assert key["taskOutputParameter"]["producerTask"] == "data-cache-key"
+    assert tasks["data-cache-key"]["cachingOptions"].get("enableCache", False) is False
+    assert tasks["ingest-data"]["cachingOptions"]["enableCache"] is True
+
+    # The key component's own function: the digest when pinned, never the same twice when not.
+    from captcha_ocr.kubeflow.components import data_cache_key
+
+    make_key = data_cache_key.python_func
+    assert make_key({"source": "s3://a/b.zip", "sha256": "AB" * 32}) == f"sha256:{'ab' * 32}"
+    unpinned = {"source": "s3://a/b.zip"}
+    assert make_key(unpinned) != make_key(unpinned)
+    assert make_key(unpinned).startswith("unpinned:")
 
 
 def test_compile_refuses_a_source_with_a_token_without_showing_it(tmp_path):
@@ -274,3 +294,14 @@ def test_compile_refuses_a_source_with_a_token_without_showing_it(tmp_path):
     assert "--source-secret" in done.stderr and "Traceback" not in done.stderr
     assert "SeCrEt42" not in done.stdout + done.stderr
     assert not out.exists()
+
+
+def test_the_ingest_component_takes_the_url_from_the_secret(monkeypatch):
+    from captcha_ocr.kubeflow.workspace import SECRET_SOURCE_ENV, with_secret_source
+
+    ingest = {"source": "https://example.org/public.zip", "sha256": "ab" * 32}
+    monkeypatch.delenv(SECRET_SOURCE_ENV, raising=False)
+    assert with_secret_source(ingest) == ingest
+    monkeypatch.setenv(SECRET_SOURCE_ENV, "https://example.org/c.zip?sig=x")
+    assert with_secret_source(ingest) == {**ingest, "source": "https://example.org/c.zip?sig=x"}
+    assert ingest["source"] == "https://example.org/public.zip"  # the parameter is untouched

@@ -25,9 +25,9 @@ pytestmark = pytest.mark.slow
 
 def run_pipeline(tmp: Path, zip_path: Path, *params: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    # Relative, as the README writes it (../shared/data/...): components run elsewhere.
-    env["CAPTCHA_OCR_SOURCE"] = os.path.relpath(zip_path, PROJECT_ROOT)
     command = [sys.executable, "-m", "captcha_ocr", "pipeline", "run-local"]
+    # Relative, as a user in the project folder writes it: components run elsewhere.
+    command += ["--param", f"ingest.source={os.path.relpath(zip_path, PROJECT_ROOT)}"]
     command += ["--params", str(tmp / "params.yaml"), "--pipeline-root", str(tmp / "kfp")]
     command += ["--mlflow-uri", f"sqlite:///{tmp / 'mlflow.db'}"]
     command += [arg for param in params for arg in ("--param", param)]

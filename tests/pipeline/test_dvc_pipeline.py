@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from ..conftest import PROJECT_ROOT
-from ..tiny import tiny_params
+from ..tiny import set_source, tiny_params
 
 pytestmark = pytest.mark.slow
 
@@ -36,10 +36,10 @@ def repo(tmp_path_factory, captcha_zip):
     for name in ("dvc.yaml", "params.yaml", ".gitignore"):
         shutil.copy(PROJECT_ROOT / name, root / name)
     tiny_params(root / "params.yaml", EPOCHS)
+    set_source(root / "params.yaml", captcha_zip)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env |= {
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
-        "CAPTCHA_OCR_SOURCE": str(captcha_zip),
         "GIT_AUTHOR_NAME": "test",
         "GIT_AUTHOR_EMAIL": "test@example.org",
         "GIT_COMMITTER_NAME": "test",

@@ -14,15 +14,16 @@ import mlflow
 from captcha_ocr.steps.ingest import sha256_of
 
 from ..conftest import PROJECT_ROOT
+from ..tiny import set_source
 
 
 def test_mlflow_run_entry_point(tmp_path, captcha_zip):
     for name in ("MLproject", "python_env.yaml", "params.yaml", "requirements.txt"):
         shutil.copy(PROJECT_ROOT / name, tmp_path / name)
+    set_source(tmp_path / "params.yaml", captcha_zip)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env |= {
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
-        "CAPTCHA_OCR_SOURCE": str(captcha_zip),
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
     }
     done = subprocess.run(

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from captcha_ocr.config import SOURCE_ENV, ParamsError, validate_params
+from captcha_ocr.config import ParamsError, validate_params
 from captcha_ocr.errors import CaptchaOcrError
 from captcha_ocr.redaction import redact_source
 
@@ -78,13 +78,9 @@ def local_run_arguments(
     """The arguments of a local run, ``ingest.source`` made absolute against ``base``.
 
     Components run in scratch folders, where a relative path names nothing.
-    $CAPTCHA_OCR_SOURCE takes the place of params.yaml's source, as it does for
-    ``captcha-ocr ingest``; ``--param ingest.source=...`` takes the place of both.
     """
     arguments = pipeline_arguments(module, options, overrides, tracking_uri)
     ingest = dict(arguments["ingest"])
-    if os.environ.get(SOURCE_ENV) and not any(o.startswith("ingest.source=") for o in overrides):
-        ingest["source"] = os.environ[SOURCE_ENV]
     ingest["source"] = absolute_source(ingest["source"], base)
     arguments["ingest"] = ingest
     return arguments
@@ -208,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--mlflow-uri", help="MLflow tracking URI the pods log to")
     common.add_argument("--mlflow-secret", help="Kubernetes secret with MLflow credentials")
     common.add_argument("--source-secret", help="Kubernetes secret with the data URL (`source`)")
+    common.add_argument("--storage-secret", help="Kubernetes secret with S3 credentials (AWS_*)")
     common.add_argument("--train-cpu", default="2")
     common.add_argument("--train-memory", default="4G")
     common.add_argument("--accelerator-type", help="e.g. nvidia.com/gpu")
@@ -242,6 +239,7 @@ def pipeline_options(module, args: argparse.Namespace):
         mlflow_secret=args.mlflow_secret,
         source_secret=args.source_secret,
         param_overrides=tuple(args.param) if args.command == "compile" else (),
+        storage_secret=args.storage_secret,
     )
 
 
@@ -269,9 +267,6 @@ def run_local_command(module, options, args: argparse.Namespace) -> None:
 
     uri = options.mlflow_tracking_uri or checked_tracking_uri(tracking_uri())
     arguments = local_run_arguments(module, options, args.param, uri, Path.cwd())
-    # The ingest component would read the variable, relative path and all, in
-    # its scratch folder: its value is in the ingest.source argument now.
-    os.environ.pop(SOURCE_ENV, None)
     run_local(module, options, arguments, args.pipeline_root)
     print(
         f"pipeline finished: artifacts under {args.pipeline_root}/, runs and models "

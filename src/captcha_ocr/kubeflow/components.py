@@ -23,11 +23,29 @@ from captcha_ocr.kubeflow.image import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def ingest_data(ingest: dict, raw: Output[Dataset]):
-    """Fetch the captcha zip, record its sha256 and unpack it safely (`captcha-ocr ingest`)."""
-    from captcha_ocr.kubeflow.workspace import read_json, run_step
+def data_cache_key(ingest: dict) -> str:
+    """What ingest is cached by: the pinned ``ingest.sha256``, else a new value each run.
 
-    run_step("ingest", {"ingest": ingest}, inputs=[], output=raw.path)
+    KFP caches a step by its inputs. The source string says nothing of the bytes
+    behind it (a new zip at the same URL), so only a pinned digest may reuse a
+    cached ingest; an unpinned source is fetched on every run.
+    """
+    import uuid
+
+    digest = ingest.get("sha256")
+    return f"sha256:{str(digest).lower()}" if digest else f"unpinned:{uuid.uuid4()}"
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def ingest_data(ingest: dict, cache_key: str, raw: Output[Dataset]):
+    """Fetch the captcha zip, record its sha256 and unpack it safely (`captcha-ocr ingest`).
+
+    ``cache_key`` (from ``data_cache_key``) is unused here: it is what KFP's
+    cache compares, beside ``ingest``.
+    """
+    from captcha_ocr.kubeflow.workspace import read_json, run_step, with_secret_source
+
+    run_step("ingest", {"ingest": with_secret_source(ingest)}, inputs=[], output=raw.path)
     raw.metadata.update(read_json(raw.path, "data/raw/ingest.json"))
 
 
@@ -149,15 +167,20 @@ def promote_model(
     export: dict,
     mlflow_tracking_uri: str,
     version: str,
+    prepared: Input[Dataset],
     promotion: Output[Artifact],
 ):
-    """Move `champion` to this version if it beats the champion (`captcha-ocr promote`)."""
+    """Move `champion` to this version if it beats the champion (`captcha-ocr promote`).
+
+    ``prepared`` holds the candidate's test split: a champion scored on another
+    one is scored on it before the gate compares them.
+    """
     from captcha_ocr.kubeflow.workspace import read_json, run_step
 
     run_step(
         "promote",
         {"promote": promote, "export": export},
-        [],
+        [prepared.path],
         promotion.path,
         mlflow_tracking_uri,
         extra_args=["--version", version],

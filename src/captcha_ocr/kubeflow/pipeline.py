@@ -17,6 +17,7 @@ from pathlib import Path
 from kfp import dsl
 
 from captcha_ocr.kubeflow.components import (
+    data_cache_key,
     evaluate_model,
     export_model,
     ingest_data,
@@ -54,8 +55,11 @@ class PipelineOptions:
     # auth; mounted as MLFLOW_TRACKING_USERNAME / _PASSWORD, never a parameter.
     mlflow_secret: str | None = None
     # A Kubernetes secret whose key `source` is the data URL (a presigned URL is a
-    # credential); mounted in the ingest step as CAPTCHA_OCR_SOURCE, never a parameter.
+    # credential); mounted in the ingest step as CAPTCHA_OCR_SECRET_SOURCE, never a parameter.
     source_secret: str | None = None
+    # A Kubernetes secret with the storage credentials ingest reads an s3:// source
+    # (or a DVC repo's S3 remote) with: keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY.
+    storage_secret: str | None = None
     ingest_retries: int = 3
     # `section.key=value` overrides of params.yaml for the compiled defaults.
     param_overrides: tuple[str, ...] = ()
@@ -91,7 +95,11 @@ def build_pipeline(options: PipelineOptions = PipelineOptions()):
         mlflow_tracking_uri: str = options.mlflow_tracking_uri,
         git_commit: str = current_commit(),
     ):
-        raw = ingest_data(ingest=ingest)
+        # Cached only by a pinned digest: an unpinned source gets a new key each run.
+        key = data_cache_key(ingest=ingest)
+        key.set_caching_options(False)
+        key.set_display_name("data cache key")
+        raw = ingest_data(ingest=ingest, cache_key=key.output)
         # Downloads fail for passing reasons; the step itself never keeps a partial zip.
         raw.set_retry(num_retries=options.ingest_retries, backoff_duration="30s")
         data = {"raw": raw.outputs["raw"]}
@@ -142,20 +150,20 @@ def build_pipeline(options: PipelineOptions = PipelineOptions()):
             export=export,
             mlflow_tracking_uri=mlflow_tracking_uri,
             version=exported.outputs["Output"],
+            prepared=data["prepared"],
         )
 
         # Registering and promoting change the registry: never skip them from cache.
         for task in (raw, prepared, trained, scored):
             task.set_caching_options(True)
-        if options.source_secret:
-            # The URL in the secret can change while every parameter stays the same.
-            raw.set_caching_options(False)
         for task in (exported, promoted):
             task.set_caching_options(False)
         if options.mlflow_secret:
             add_mlflow_credentials((trained, scored, exported, promoted), options.mlflow_secret)
         if options.source_secret:
             add_source_secret(raw, options.source_secret)
+        if options.storage_secret:
+            add_storage_credentials(raw, options.storage_secret)
         names = ("ingest", "preprocess", "train", "evaluate", "export", "promote")
         tasks = (raw, prepared, trained, scored, exported, promoted)
         for task, name in zip(tasks, names, strict=True):
@@ -182,10 +190,22 @@ def add_mlflow_credentials(tasks, secret_name: str) -> None:
         )
 
 
-def add_source_secret(task, secret_name: str) -> None:
-    """The data source from a Kubernetes secret, as the ingest step's CAPTCHA_OCR_SOURCE."""
+def add_storage_credentials(task, secret_name: str) -> None:
+    """S3 credentials from a Kubernetes secret, as the ingest step's AWS_* variables."""
     from kfp import kubernetes
 
+    keys = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
     kubernetes.use_secret_as_env(
-        task, secret_name=secret_name, secret_key_to_env={"source": "CAPTCHA_OCR_SOURCE"}
+        task, secret_name=secret_name, secret_key_to_env={k: k for k in keys}
+    )
+
+
+def add_source_secret(task, secret_name: str) -> None:
+    """The data source from a Kubernetes secret, for the ingest component to read."""
+    from kfp import kubernetes
+
+    from captcha_ocr.kubeflow.workspace import SECRET_SOURCE_ENV
+
+    kubernetes.use_secret_as_env(
+        task, secret_name=secret_name, secret_key_to_env={"source": SECRET_SOURCE_ENV}
     )

@@ -26,6 +26,9 @@ from captcha_ocr.errors import CaptchaOcrError
 
 # Steps that log to MLflow and so need a store that outlives them.
 TRACKED_STEPS = ("train", "evaluate", "export", "promote")
+# The data URL from a Kubernetes secret (a presigned URL is a credential); the
+# ingest component puts it into the step's own params.yaml inside the pod.
+SECRET_SOURCE_ENV = "CAPTCHA_OCR_SECRET_SOURCE"
 
 
 class StepFailed(CaptchaOcrError):
@@ -63,6 +66,12 @@ def run_step(
         if code != 0:
             raise StepFailed(f"captcha-ocr {step} failed (exit code {code}); see the log above")
         return collect(scratch, paths.STEP_OUTPUTS[step], Path(output))
+
+
+def with_secret_source(ingest: Mapping) -> dict:
+    """The ingest params, with the source from the secret when one is mounted."""
+    secret = os.environ.get(SECRET_SOURCE_ENV)
+    return {**ingest, "source": secret} if secret else dict(ingest)
 
 
 def collect(scratch: Path, relative_paths: Sequence[str | Path], output: Path) -> Path:

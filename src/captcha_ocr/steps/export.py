@@ -37,9 +37,9 @@ from captcha_ocr.core.runtimes import OnnxReader, OpenVinoReader, export_onnx, q
 from captcha_ocr.core.vocabulary import Vocabulary
 from captcha_ocr.errors import CaptchaOcrError
 from captcha_ocr.files import atomic_dir, atomic_path, write_json
+from captcha_ocr.lineage import data_tags
 from captcha_ocr.redaction import public_params
-from captcha_ocr.steps.ingest import sha256_of
-from captcha_ocr.steps.preprocess import load_split
+from captcha_ocr.steps.preprocess import load_split, split_identity
 
 
 class ExportError(CaptchaOcrError):
@@ -130,8 +130,12 @@ def publish(reader_path: Path, params: Params) -> ModelVersion:
     mlflow.log_artifact(str(paths.ONNX_NETWORK.with_name("vocabulary.json")), "export")
     tags = {
         "dataset_sha256": json.loads(paths.INGEST_INFO.read_text())["sha256"],
-        "test_split_sha256": sha256_of(paths.SPLITS / "test.csv"),
+        # The test images and labels, not the CSV's bytes: the same images score
+        # alike whatever else the file records.
+        "test_split_sha256": split_identity("test"),
         "params": json.dumps(public_params(params).model_dump(), sort_keys=True),
+        # What dvc.lock records of the data, and a commit that can restore it.
+        **data_tags(),
     }
     test = pd.read_csv(paths.SPLITS / "test.csv", dtype=str)
     example_png = (paths.RAW_IMAGES / test["file"][0]).read_bytes()

@@ -1,12 +1,15 @@
 """Step 1, ingest: fetch the captcha zip, record its digest, unpack it safely.
 
-The source is a URL (default: the upstream archive) or a local path, from
-``ingest.source`` in params.yaml or the CAPTCHA_OCR_SOURCE environment
-variable. The zip, the unpacked images and ``ingest.json`` are written beside
-their targets and moved into place together only once the whole zip has been
-read and checked, so a refused zip or an interrupted download leaves the
-previous ingest as it was. Credentials in the source (a presigned URL's token)
-never reach the output, the record or any message.
+The source is a URL (default: the upstream archive; ``s3://`` and the other
+storages of DVC remotes too), a local path, or a path in a DVC repository at a
+revision (``ingest.repo``, ``ingest.rev``; see ``captcha_ocr.sources``), from
+params.yaml and nowhere else: DVC sees params, so a new
+source reruns the step and dvc.lock records it. The zip, the unpacked images
+and ``ingest.json`` are written beside their targets and moved into place
+together only once the whole zip has been read and checked, so a refused zip
+or an interrupted download leaves the previous ingest as it was. Credentials in
+the source (a presigned URL's token) never reach the output, the record or any
+message.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import http.client
+import os
 import shutil
 import stat
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -30,6 +35,7 @@ from captcha_ocr.config import IngestParams, load_params
 from captcha_ocr.errors import CaptchaOcrError
 from captcha_ocr.files import all_or_nothing, atomic_dir, atomic_path, write_json
 from captcha_ocr.redaction import redact_source
+from captcha_ocr.sources import copy_from_dvc_repo, copy_from_storage, is_remote_storage
 
 # Limits against zip bombs: far above the real archive (1040 files, ~9 MB).
 MAX_ENTRIES = 100_000
@@ -44,8 +50,23 @@ DOWNLOAD_ATTEMPTS = 4
 BACKOFF_SECONDS = 2.0
 
 
+# Named the source until DVC had to see it; now refused, so an old command
+# does not silently ingest the params' source instead.
+RETIRED_SOURCE_ENV = "CAPTCHA_OCR_SOURCE"
+
+
 class IngestError(CaptchaOcrError):
     pass
+
+
+def refuse_retired_source_env() -> None:
+    if value := os.environ.get(RETIRED_SOURCE_ENV):
+        raise IngestError(
+            f"{RETIRED_SOURCE_ENV}={redact_source(value)!r} is no longer read, because DVC "
+            "cannot see it: set ingest.source in params.yaml instead, e.g. "
+            f"`dvc exp run -S ingest.source={redact_source(value)}`, and unset "
+            f"{RETIRED_SOURCE_ENV}"
+        )
 
 
 def ingest(
@@ -54,19 +75,38 @@ def ingest(
     images_dir: Path = paths.RAW_IMAGES,
     info_path: Path = paths.INGEST_INFO,
 ) -> dict[str, object]:
-    source = params.resolved_source()
-    shown = redact_source(source)  # what may be printed, written and logged
+    source = params.source
+    shown = describe(params)  # what may be printed, written and logged
     # The new zip is read through (every entry unpacked, every CRC checked)
     # before anything replaces the old zip, images or record; then all three
     # move in together. A refused zip leaves the previous ingest as it was.
     with all_or_nothing(), atomic_path(zip_path) as new_zip:
-        copy_or_download(source, new_zip, expected_sha256=params.sha256)
+        if params.repo:
+            copy_from_dvc_repo(source, params.repo, params.rev, new_zip)
+            check_digest(shown, new_zip, params.sha256)
+        else:
+            copy_or_download(source, new_zip, expected_sha256=params.sha256)
         digest, size = sha256_of(new_zip), new_zip.stat().st_size
         count = safe_extract(new_zip, images_dir, name=shown)
-        info = {"source": shown, "sha256": digest, "size_bytes": size, "files": count}
+        info = {"source": redact_source(source), "sha256": digest, "size_bytes": size}
+        info |= {"files": count} | _repo_record(params)
         write_json(info_path, info)
     print(f"ingest: {count} files from {shown} (sha256 {digest[:12]}, {size} bytes)")
     return info
+
+
+def describe(params: IngestParams) -> str:
+    """The source as messages name it, without credentials."""
+    if not params.repo:
+        return redact_source(params.source)
+    at = f"@{params.rev}" if params.rev else ""
+    return f"{params.source} in {redact_source(params.repo)}{at}"
+
+
+def _repo_record(params: IngestParams) -> dict[str, str]:
+    if not params.repo:
+        return {}
+    return {"repo": redact_source(params.repo), "rev": params.rev or "(default branch)"}
 
 
 def fetch(source: str, target: Path, expected_sha256: str | None = None) -> None:
@@ -76,17 +116,22 @@ def fetch(source: str, target: Path, expected_sha256: str | None = None) -> None
 
 
 def copy_or_download(source: str, target: Path, expected_sha256: str | None = None) -> None:
-    """Write the zip at ``source`` (a URL or a local path) to ``target``."""
-    shown = redact_source(source)
+    """Write the zip at ``source`` (a URL, a storage URL or a local path) to ``target``."""
     if source.startswith(("http://", "https://")):
         _download(source, target)
+    elif is_remote_storage(source):
+        copy_from_storage(source, target)
     else:
         _copy_local(source, target)
+    check_digest(repr(redact_source(source)), target, expected_sha256)
+
+
+def check_digest(shown: str, path: Path, expected_sha256: str | None) -> None:
     if expected_sha256:
-        actual = sha256_of(target)
+        actual = sha256_of(path)
         if actual != expected_sha256.lower():
             raise IngestError(
-                f"source {shown!r}: sha256 {actual} does not match "
+                f"source {shown}: sha256 {actual} does not match "
                 f"ingest.sha256 {expected_sha256}; nothing was kept"
             )
 
@@ -234,4 +279,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
-    ingest(load_params(args.params).ingest)
+    refuse_retired_source_env()
+    params = load_params(args.params).ingest
+    if redact_source(params.source) != params.source:
+        print(
+            f"warning: ingest.source {redact_source(params.source)!r} holds credentials, which "
+            "params.yaml, dvc.lock and git keep as written; prefer s3:// (or another remote) "
+            "with credentials in the environment",
+            file=sys.stderr,
+        )
+    ingest(params)

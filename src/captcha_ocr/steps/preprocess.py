@@ -1,12 +1,18 @@
 """Step 2, preprocess: check every image, split the good ones, write arrays.
 
 Each file is accepted only if its name is a valid label (allowed characters,
-allowed length, not seen before) and its bytes decode to an image of the
-expected size (or one we may resize, as params say). Rejected files go to the
-data report with the reason; the step fails when too many are rejected, naming
-the first reasons. Its four outputs are replaced together or not at all.
-The split is a seeded shuffle of the sorted file list, so it is the same on
-every machine and every run.
+allowed length) and its bytes decode to an image of the expected size (or one
+we may resize, as params say). Two files with the same bytes are one sample
+(the copy is listed in the report) unless their labels differ, which rejects
+both; two different images with the same text are two samples. Rejected files
+go to the data report with the reason; the step fails when too many are
+rejected, naming the first reasons. Its four outputs are replaced together or
+not at all.
+
+Each image's split follows from its bytes alone (``core.splits``), so adding
+or removing images moves no other one. Each split CSV row records the image's
+sha256 and ``first_seen``: the data version (the sha256 of the ingested zip)
+that first held it, carried over from the previous splits.
 """
 
 from __future__ import annotations
@@ -25,11 +31,13 @@ import pandas as pd
 from captcha_ocr import paths
 from captcha_ocr.config import PreprocessParams, load_params
 from captcha_ocr.core.images import ImageError, decode_image
+from captcha_ocr.core.splits import SPLITS, assign, content_digest, position, split_digest
 from captcha_ocr.core.vocabulary import Vocabulary
 from captcha_ocr.errors import CaptchaOcrError
 from captcha_ocr.files import all_or_nothing, write_json, write_with
 
-SPLITS = ("train", "val", "test")
+# The columns of data/splits/*.csv.
+COLUMNS = ("file", "label", "sha256", "first_seen")
 # Decoded pixels (bytes) preprocess may hold: every image at the params' size.
 MAX_DECODED_BYTES = 4 * 2**30
 # Rejections named in the error when there are too many.
@@ -45,6 +53,7 @@ class Sample:
     file: str  # relative to the images folder
     label: str
     image: np.ndarray
+    sha256: str  # of the file's bytes: the sample's identity
 
 
 def data_files(images_dir: Path) -> list[Path]:
@@ -68,58 +77,135 @@ def check_memory(files: int, params: PreprocessParams) -> None:
 
 
 def validate(images_dir: Path, params: PreprocessParams) -> tuple[list[Sample], list[dict]]:
-    """Every file under ``images_dir``: accepted samples and rejections with reasons."""
-    accepted: list[Sample] = []
+    """Every file under ``images_dir``: accepted samples and rejections with reasons.
+
+    A file with the same bytes and label as an accepted one is neither: it is
+    listed by ``duplicates``.
+    """
+    samples, rejected, _ = _validate(images_dir, params)
+    return samples, rejected
+
+
+def _validate(
+    images_dir: Path, params: PreprocessParams
+) -> tuple[list[Sample], list[dict], list[dict]]:
+    accepted: dict[str, Sample] = {}  # by sha256
     rejected: list[dict] = []
-    seen: dict[str, str] = {}
-    allowed = set(params.allowed_chars)
+    duplicates: list[dict] = []
+    mislabelled: dict[str, list[str]] = {}  # sha256 -> the other files with those bytes
     for path in data_files(images_dir):
         rel = path.relative_to(images_dir).as_posix()
-        label = path.stem
-        reason = None
-        if not params.min_label_length <= len(label) <= params.max_label_length:
-            reason = (
-                f"label length {len(label)} outside "
-                f"{params.min_label_length}-{params.max_label_length}"
-            )
-        elif bad := sorted(set(label) - allowed):
-            reason = f"label has characters outside preprocess.allowed_chars: {bad}"
-        elif label in seen:
-            reason = f"duplicate label, already taken from {seen[label]}"
-        else:
+        data = path.read_bytes()
+        digest = content_digest(data)
+        reason = _label_problem(path.stem, params)
+        if reason is None and digest in accepted:
+            first = accepted[digest]
+            if first.label == path.stem:
+                duplicates.append({"file": rel, "same_bytes_as": first.file})
+                continue
+            mislabelled.setdefault(digest, []).append(rel)
+            reason = f"same image as {first.file}, which is labelled {first.label!r}"
+        if reason is None:
             try:
-                image = decode_image(
-                    path.read_bytes(),
-                    params.image_height,
-                    params.image_width,
-                    resize=params.wrong_size == "resize",
-                )
+                image = _decode(data, params)
             except ImageError as err:
                 reason = str(err)
         if reason:
             rejected.append({"file": rel, "reason": reason})
         else:
-            seen[label] = rel
-            accepted.append(Sample(rel, label, image))
-    return accepted, rejected
+            accepted[digest] = Sample(rel, path.stem, image, digest)
+    for digest, others in mislabelled.items():
+        # Which label is right cannot be told: neither copy is used.
+        first = accepted.pop(digest)
+        reason = f"same image as {', '.join(others)} under another label"
+        rejected.append({"file": first.file, "reason": reason})
+    return list(accepted.values()), rejected, duplicates
+
+
+def _label_problem(label: str, params: PreprocessParams) -> str | None:
+    if not params.min_label_length <= len(label) <= params.max_label_length:
+        return (
+            f"label length {len(label)} outside {params.min_label_length}-{params.max_label_length}"
+        )
+    if bad := sorted(set(label) - set(params.allowed_chars)):
+        return f"label has characters outside preprocess.allowed_chars: {bad}"
+    return None
+
+
+def _decode(data: bytes, params: PreprocessParams) -> np.ndarray:
+    return decode_image(
+        data, params.image_height, params.image_width, resize=params.wrong_size == "resize"
+    )
 
 
 def split(samples: list[Sample], params: PreprocessParams) -> dict[str, list[Sample]]:
-    """Seeded, disjoint train/val/test split of samples (given in sorted order)."""
-    order = np.random.default_rng(params.seed).permutation(len(samples))
-    shuffled = [samples[i] for i in order]
+    """Disjoint train/val/test split; each sample's place follows from its bytes alone.
+
+    With ``limit``, the samples kept are the first in an order of their own (an
+    independent hash), so the subset is spread over all three splits.
+    """
     if params.limit is not None:
-        shuffled = shuffled[: params.limit]
-    n = len(shuffled)
-    n_test = max(1, round(n * params.test_fraction))
-    n_val = max(1, round(n * params.val_fraction))
-    if n - n_test - n_val < 1:
-        raise DataError(f"{n} samples are too few to split into train, val and test")
-    return {
-        "test": shuffled[:n_test],
-        "val": shuffled[n_test : n_test + n_val],
-        "train": shuffled[n_test + n_val :],
-    }
+        samples = sorted(samples, key=lambda s: position(s.sha256, "limit"))[: params.limit]
+        samples.sort(key=lambda s: s.file)
+    parts: dict[str, list[Sample]] = {name: [] for name in SPLITS}
+    for sample in samples:
+        parts[assign(sample.sha256, params.val_fraction, params.test_fraction)].append(sample)
+    if empty := [name for name in SPLITS if not parts[name]]:
+        raise DataError(
+            f"{len(samples)} samples leave the {empty[0]} split empty "
+            f"(preprocess.val_fraction={params.val_fraction}, "
+            f"test_fraction={params.test_fraction}); add images or raise the fraction"
+        )
+    return parts
+
+
+def first_seen_before(splits_dir: Path) -> dict[str, str]:
+    """sha256 -> first_seen from the splits written last time (none before this format)."""
+    seen: dict[str, str] = {}
+    for name in SPLITS:
+        path = splits_dir / f"{name}.csv"
+        if not path.is_file():
+            continue
+        try:
+            frame = pd.read_csv(path, dtype=str)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+            raise DataError(
+                f"{path}: cannot be read to carry over first_seen ({err}); "
+                "move it away to start the record afresh"
+            ) from None
+        if {"sha256", "first_seen"} <= set(frame.columns):
+            seen |= dict(zip(frame["sha256"], frame["first_seen"], strict=True))
+    return seen
+
+
+def data_version(info_path: Path) -> str:
+    """The data version: the sha256 of the zip ingest recorded."""
+    try:
+        return json.loads(info_path.read_text())["sha256"]
+    except FileNotFoundError:
+        raise DataError(f"{info_path}: not found; run the ingest step first") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise DataError(f"{info_path}: no sha256 in it ({err}); rerun the ingest step") from None
+
+
+def split_frame(samples: list[Sample], first_seen: dict[str, str], version: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "file": [s.file for s in samples],
+            "label": [s.label for s in samples],
+            "sha256": [s.sha256 for s in samples],
+            "first_seen": [first_seen.get(s.sha256, version) for s in samples],
+        },
+        columns=list(COLUMNS),
+    )
+
+
+def split_identity(name: str = "test", splits_dir: Path = paths.SPLITS) -> str:
+    """The identity of a split: its images and labels (``core.splits.split_digest``)."""
+    frame = pd.read_csv(splits_dir / f"{name}.csv", dtype=str)
+    if "sha256" not in frame.columns:
+        raise DataError(f"{splits_dir / f'{name}.csv'}: no sha256 column; rerun preprocess")
+    return split_digest(zip(frame["sha256"], frame["label"], strict=True))
 
 
 def to_arrays(
@@ -140,12 +226,15 @@ def preprocess(
     arrays_dir: Path = paths.PREPARED,
     vocabulary_path: Path = paths.VOCABULARY,
     report_path: Path = paths.DATA_REPORT,
+    info_path: Path = paths.INGEST_INFO,
 ) -> dict:
     if not images_dir.is_dir():
         raise DataError(f"{images_dir}: no images folder; run the ingest step first")
+    version = data_version(info_path)
+    first_seen = first_seen_before(splits_dir)
     check_memory(len(data_files(images_dir)), params)
-    accepted, rejected = validate(images_dir, params)
-    total = len(accepted) + len(rejected)
+    accepted, rejected, duplicates = _validate(images_dir, params)
+    total = len(accepted) + len(rejected) + len(duplicates)
     share = len(rejected) / total if total else 1.0
     if not accepted or share > params.max_rejected_fraction:
         raise DataError(
@@ -155,26 +244,18 @@ def preprocess(
         )
     vocabulary = Vocabulary.from_labels(s.label for s in accepted)
     parts = split(accepted, params)
-    report: dict = {
-        "images_dir": str(images_dir),
-        "files": total,
-        "accepted": len(accepted),
-        "rejected_count": len(rejected),
-        "rejected": rejected,
-        "vocabulary": vocabulary.characters,
-        "label_lengths": dict(Counter(len(s.label) for s in accepted)),
-        "character_counts": dict(sorted(Counter("".join(s.label for s in accepted)).items())),
-        "splits": {name: len(parts[name]) for name in SPLITS},
-    }
+    frames = {name: split_frame(parts[name], first_seen, version) for name in SPLITS}
+    report = _report(images_dir, version, total, accepted, rejected, duplicates, frames)
+    report["vocabulary"] = vocabulary.characters
     # Splits, arrays, vocabulary and report move in together or not at all: a
     # failure half-way must not leave new splits beside old arrays.
     with all_or_nothing():
         try:
             for name in SPLITS:
-                frame = pd.DataFrame(
-                    {"file": [s.file for s in parts[name]], "label": [s.label for s in parts[name]]}
+                write_with(
+                    splits_dir / f"{name}.csv",
+                    lambda p, f=frames[name]: f.to_csv(p, index=False),
                 )
-                write_with(splits_dir / f"{name}.csv", lambda p, f=frame: f.to_csv(p, index=False))
                 arrays = to_arrays(parts[name], vocabulary, params.max_label_length)
                 write_with(
                     arrays_dir / f"{name}.npz", lambda p, a=arrays: np.savez_compressed(p, **a)
@@ -187,10 +268,40 @@ def preprocess(
                 "the previous ones are kept"
             ) from None
     print(
-        f"preprocess: {len(accepted)} accepted, {len(rejected)} rejected; "
-        f"split {report['splits']}; vocabulary {vocabulary.characters!r}"
+        f"preprocess: {len(accepted)} accepted, {len(rejected)} rejected, "
+        f"{len(duplicates)} copies of others; split {report['splits']} "
+        f"({report['new_images']} new in data version {version[:12]}); "
+        f"vocabulary {vocabulary.characters!r}"
     )
     return report
+
+
+def _report(
+    images_dir: Path,
+    version: str,
+    total: int,
+    accepted: list[Sample],
+    rejected: list[dict],
+    duplicates: list[dict],
+    frames: dict[str, pd.DataFrame],
+) -> dict:
+    return {
+        "images_dir": str(images_dir),
+        "data_version": version,
+        "files": total,
+        "accepted": len(accepted),
+        "rejected_count": len(rejected),
+        "rejected": rejected,
+        "duplicates": duplicates,
+        "label_lengths": dict(Counter(len(s.label) for s in accepted)),
+        "character_counts": dict(sorted(Counter("".join(s.label for s in accepted)).items())),
+        "splits": {name: len(frames[name]) for name in SPLITS},
+        "split_digests": {
+            name: split_digest(zip(f["sha256"], f["label"], strict=True))
+            for name, f in frames.items()
+        },
+        "new_images": sum(int((f["first_seen"] == version).sum()) for f in frames.values()),
+    }
 
 
 def _reasons(rejected: list[dict]) -> str:

@@ -6,6 +6,10 @@ else ``challenger``.
 
 The candidate is the version named in models/export/registered.json (so two
 pipelines promoting at once each promote their own model), else the newest.
+When it was scored on another test split than the champion (newer data), the
+champion is read from the registry and scored on the candidate's test split
+here (data/splits/test.csv, data/prepared/test.npz), and the gate compares the
+two on the same images.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from captcha_ocr import paths, tracking
 from captcha_ocr.config import load_params
 from captcha_ocr.files import write_json
 from captcha_ocr.registry import format_table, promote
+from captcha_ocr.rescoring import on_equal_terms
 
 # paths.REGISTERED, not imported from there: that would load TensorFlow.
 
@@ -42,6 +47,7 @@ def main(argv: list[str] | None = None) -> None:
         version=None if version in (None, "latest") else version,
         force=args.force,
         reason=args.reason,
+        rescore=on_equal_terms,
     )
     write_json(paths.PROMOTION, result)
     print(format_table(result))
