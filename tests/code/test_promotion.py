@@ -3,7 +3,7 @@
 import pytest
 
 from captcha_ocr.config import PromoteParams
-from captcha_ocr.registry import Scores, decide
+from captcha_ocr.promotion.gate import Scores, decide
 
 GATE = PromoteParams(min_exact_match=0.9, min_gain=0.0)
 

@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from captcha_ocr import paths, registry
+from captcha_ocr import paths
 from captcha_ocr.config import PromoteParams
 from captcha_ocr.files import write_json
-from captcha_ocr.registry import CHAMPION, LOCK_SUFFIX, PromotionError, promote
+from captcha_ocr.promotion import lock as lock_module
+from captcha_ocr.promotion.gate import CHAMPION, PromotionError, promote
+from captcha_ocr.promotion.lock import LOCK_SUFFIX
 
 GATE = PromoteParams(min_exact_match=0.5, min_gain=0.0)
 ROUNDS = 8
@@ -78,7 +80,7 @@ def test_a_held_lock_makes_promotion_wait_then_fail_clearly(store, monkeypatch):
     client.create_registered_model("held")
     v1 = add_version(client, "held", str(store / "model"), 0.8)
     held_lock(client, "held")
-    monkeypatch.setattr(registry, "LOCK_WAIT_SECONDS", 0.5)
+    monkeypatch.setattr(lock_module, "LOCK_WAIT_SECONDS", 0.5)
     with pytest.raises(PromotionError, match=r"host-b pid 4242.*held\.promotion-lock"):
         promote("held", GATE, version=v1)
     assert client.get_registered_model("held").aliases == {}
@@ -90,8 +92,8 @@ def test_a_stale_lock_from_a_crashed_promotion_is_broken(store, monkeypatch, cap
     client.create_registered_model("stale")
     v1 = add_version(client, "stale", str(store / "model"), 0.8)
     held_lock(client, "stale")
-    monkeypatch.setattr(registry, "LOCK_STALE_SECONDS", 0.0)
-    assert promote("stale", GATE, version=v1)["promoted"]
+    monkeypatch.setattr(lock_module, "LOCK_STALE_SECONDS", 0.0)
+    assert promote("stale", GATE, version=v1).promoted
     assert "broke the stale promotion lock of host-b pid 4242" in capsys.readouterr().out
     names = {m.name for m in client.search_registered_models()}
     assert names == {"stale"}  # the lock is released after the promotion
@@ -116,10 +118,10 @@ def test_a_waiter_that_read_a_stale_lock_never_deletes_the_lock_taken_in_its_pla
     v1 = add_version(client, "race", str(store / "model"), 0.8)
     lock = f"race{LOCK_SUFFIX}"
     held_lock(client, "race")
-    backdate(store, lock, 2 * registry.LOCK_STALE_SECONDS)
+    backdate(store, lock, 2 * lock_module.LOCK_STALE_SECONDS)
 
     # The slow waiter pauses right after its first read of the lock (the stale one).
-    read_lock = registry._lock_holder
+    read_lock = lock_module._lock_holder
     slow_reads: list = []
     read_the_stale_lock, go_on = threading.Event(), threading.Event()
 
@@ -132,7 +134,7 @@ def test_a_waiter_that_read_a_stale_lock_never_deletes_the_lock_taken_in_its_pla
                 go_on.wait(30)
         return held
 
-    monkeypatch.setattr(registry, "_lock_holder", reading)
+    monkeypatch.setattr(lock_module, "_lock_holder", reading)
     results, errors = [], []
 
     def promote_slowly():
@@ -144,7 +146,7 @@ def test_a_waiter_that_read_a_stale_lock_never_deletes_the_lock_taken_in_its_pla
     slow = threading.Thread(target=promote_slowly)
     slow.start()
     assert read_the_stale_lock.wait(30)
-    with registry.promotion_lock(client, "race"):  # the quick waiter breaks it and holds it
+    with lock_module.promotion_lock(client, "race"):  # the quick waiter breaks it and holds it
         ours = read_lock(client, lock)[0]
         go_on.set()
         # Until the slow waiter has acted on what it read and looked again.
@@ -154,14 +156,14 @@ def test_a_waiter_that_read_a_stale_lock_never_deletes_the_lock_taken_in_its_pla
         held = read_lock(client, lock)
         assert held is not None and held[0] == ours, f"our lock was deleted; now {held}"
     slow.join(60)
-    assert errors == [] and results[0]["promoted"]  # it waited for us, then promoted
+    assert errors == [] and results[0].promoted  # it waited for us, then promoted
     assert {m.name for m in client.search_registered_models()} == {"race"}
 
 
 def test_a_promotion_whose_lock_was_broken_leaves_the_new_holders_lock(store, capsys):
     client = MlflowClient()
     lock = f"kept{LOCK_SUFFIX}"
-    with registry.promotion_lock(client, "kept"):
+    with lock_module.promotion_lock(client, "kept"):
         # Meanwhile another waiter took this promotion for crashed, broke its lock, took it.
         client.delete_registered_model(lock)
         held_lock(client, "kept")

@@ -11,7 +11,8 @@ import pytest
 
 from captcha_ocr.config import Params, PromoteParams
 from captcha_ocr.lineage import NOT_COMMITTED, data_tags, lineage
-from captcha_ocr.registry import promote, register_reader
+from captcha_ocr.promotion.gate import promote
+from captcha_ocr.registry import register_reader
 
 from ..dvc_project import commit, dvc, make_project, small_zip
 from ..tiny import set_source

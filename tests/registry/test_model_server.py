@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from captcha_ocr.config import PromoteParams
-from captcha_ocr.registry import promote
+from captcha_ocr.promotion.gate import promote
 from captcha_ocr.serving.pyfunc import MAX_BATCH, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, encode_image
 
 from .conftest import register

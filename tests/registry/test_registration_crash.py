@@ -14,7 +14,7 @@ import pytest
 from mlflow import MlflowClient
 
 from captcha_ocr.config import PromoteParams
-from captcha_ocr.registry import CHAMPION, promote
+from captcha_ocr.promotion.gate import CHAMPION, promote
 
 from .conftest import TAGS, register
 
@@ -74,4 +74,4 @@ def test_registration_killed_midway_leaves_the_champion(store, reader_file, capt
     assert [str(v.version) for v in versions] == [champion], "the kill came too late"
     # The next promotion decides on complete versions only and keeps the champion.
     result = promote(NAME, PromoteParams(min_exact_match=0.5))
-    assert result["after"]["champion"] == champion
+    assert result.after["champion"] == champion

@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 
 from captcha_ocr.config import PromoteParams
 from captcha_ocr.core.images import decode_image
-from captcha_ocr.registry import PromotionError, promote
+from captcha_ocr.promotion.gate import PromotionError, promote
 from captcha_ocr.serving.pyfunc import encode_image
 
 from .conftest import register as register_as
@@ -33,20 +33,20 @@ def test_gate_keeps_the_better_champion(store, reader_file, captcha_pngs):
     png = next(iter(captcha_pngs.values()))
     v1 = register(reader_file, png, exact_match=0.4, cer=0.3)
     result = promote(NAME, GATE)
-    assert not result["promoted"] and aliases() == {"challenger": v1}
+    assert not result.promoted and aliases() == {"challenger": v1}
 
     v2 = register(reader_file, png, exact_match=0.9, cer=0.02)
-    assert promote(NAME, GATE)["promoted"]
+    assert promote(NAME, GATE).promoted
     assert aliases() == {"champion": v2, "challenger": v1}
 
     v3 = register(reader_file, png, exact_match=0.85, cer=0.01)
     result = promote(NAME, GATE)
-    assert not result["promoted"] and "not better" in result["reason"]
+    assert not result.promoted and "not better" in result.reason
     assert aliases() == {"champion": v2, "challenger": v3}
-    assert result["before"]["champion"] == result["after"]["champion"] == v2
+    assert result.before["champion"] == result.after["champion"] == v2
 
     forced = promote(NAME, GATE, version=v3, force=True, reason="hotfix for n/m")
-    assert forced["promoted"] and aliases()["champion"] == v3
+    assert forced.promoted and aliases()["champion"] == v3
     tags = MlflowClient().get_model_version(NAME, v3).tags
     assert tags["promotion.forced_reason"] == "hotfix for n/m"
     assert tags["test_exact_match"] == "0.85" and tags["git_commit"]

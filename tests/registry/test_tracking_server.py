@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 
 from captcha_ocr import tracking
 from captcha_ocr.config import PromoteParams
-from captcha_ocr.registry import promote
+from captcha_ocr.promotion.gate import promote
 from captcha_ocr.serving.pyfunc import encode_image
 
 from ..mlflow_server import start_tracking_server
@@ -46,10 +46,10 @@ def test_register_promote_and_load_over_http(tracking_server, reader_file, captc
     pngs = list(captcha_pngs.values())
     gate = PromoteParams(min_exact_match=0.5)
     v1 = register(reader_file, NAME, pngs[0], exact_match=0.9, cer=0.02)
-    assert promote(NAME, gate)["after"]["champion"] == v1
+    assert promote(NAME, gate).after["champion"] == v1
     v2 = register(reader_file, NAME, pngs[0], exact_match=0.8, cer=0.01)
     result = promote(NAME, gate)
-    assert result["after"] == {"champion": v1, "challenger": v2}
+    assert result.after == {"champion": v1, "challenger": v2}
 
     assert mlflow.get_tracking_uri() == url
     aliases = MlflowClient().get_registered_model(NAME).aliases

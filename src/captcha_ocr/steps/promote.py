@@ -20,8 +20,8 @@ import json
 from captcha_ocr import paths, tracking
 from captcha_ocr.config import load_params
 from captcha_ocr.files import write_json
-from captcha_ocr.registry import format_table, promote
-from captcha_ocr.rescoring import on_equal_terms
+from captcha_ocr.promotion.gate import promote
+from captcha_ocr.promotion.rescoring import on_equal_terms
 
 # paths.REGISTERED, not imported from there: that would load TensorFlow.
 
@@ -49,8 +49,8 @@ def main(argv: list[str] | None = None) -> None:
         reason=args.reason,
         rescore=on_equal_terms,
     )
-    write_json(paths.PROMOTION, result)
-    print(format_table(result))
+    write_json(paths.PROMOTION, result.as_dict())
+    print(result.table())
     print(
         "results: `dvc metrics show` (test metrics), `dvc plots show` (curves, confusion),\n"
         "         reports/ (errors, sample predictions), "

@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 
 from captcha_ocr import paths
 from captcha_ocr.errors import CaptchaOcrError
-from captcha_ocr.registry import Scores
+from captcha_ocr.promotion.gate import Scores
 
 
 class RescoreError(CaptchaOcrError):
