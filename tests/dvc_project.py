@@ -10,7 +10,7 @@ import zipfile
 from pathlib import Path
 
 from tests.conftest import PROJECT_ROOT
-from tests.tiny import set_source
+from tests.helpers import set_source
 
 
 def small_zip(path: Path, captcha_zip: Path, count: int) -> Path:

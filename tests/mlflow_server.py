@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
-import pytest
+from tests.helpers import free_port, wait_until_up
 
 MLFLOW = Path(sys.executable).parent / "mlflow"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_tracking_server(folder: Path, timeout: float = 120) -> tuple[subprocess.Popen, str]:
@@ -32,15 +24,11 @@ def start_tracking_server(folder: Path, timeout: float = 120) -> tuple[subproces
     )
     log.close()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            tail = (folder / "mlflow_server.log").read_text()[-3000:]
-            pytest.fail(f"mlflow server exited: {tail}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2):
-                return server, url
-        except OSError:
-            time.sleep(0.5)
-    server.kill()
-    pytest.fail(f"mlflow server did not answer /health within {timeout:.0f} s")
+
+    def healthy() -> bool:
+        with urllib.request.urlopen(f"{url}/health", timeout=2):
+            return True
+
+    server_log = folder / "mlflow_server.log"
+    wait_until_up(healthy, server, "mlflow server", server_log.read_text, timeout)
+    return server, url

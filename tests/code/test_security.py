@@ -113,8 +113,7 @@ def test_credentials_in_a_tracking_uri_are_never_written(uri, shown):
 def test_an_unusable_tracking_server_is_named_without_its_password(monkeypatch):
     from captcha_ocr.errors import CaptchaOcrError
     from captcha_ocr.tracking import use_experiment
-
-    from ..registry.test_model_server import free_port
+    from tests.helpers import free_port
 
     port = free_port()  # nothing listens there
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://alice:s3cret@127.0.0.1:{port}")

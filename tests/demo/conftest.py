@@ -9,26 +9,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import keras
 import pytest
 
-from captcha_ocr.config import TrainParams
-from captcha_ocr.core.model import build_reader, build_training_model
-from captcha_ocr.core.vocabulary import Vocabulary
-
-TINY = TrainParams(conv_filters=[4, 8], dense_units=8, sequence_units=[8])
+from tests.helpers import untrained_reader
 
 
 @pytest.fixture(scope="package")
 def reader_path(tmp_path_factory) -> Path:
     # Untrained weights read garbage, but the same garbage every time, which is
     # what the page is compared with.
-    keras.utils.set_random_seed(3)
-    vocabulary = Vocabulary("2345678bcdefgmnpwxy")
-    model = build_training_model(TINY, 50, 200, vocabulary.num_classes)
-    path = tmp_path_factory.mktemp("reader") / "captcha_reader.keras"
-    build_reader(model, vocabulary).save(path)
-    return path
+    return untrained_reader(tmp_path_factory.mktemp("reader"), seed=3)
 
 
 @pytest.fixture(scope="package")

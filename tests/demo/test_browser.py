@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import base64
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,16 +20,11 @@ import requests
 from captcha_ocr.core.images import decode_image
 from captcha_ocr.core.model import CaptchaReader
 from captcha_ocr.reporting.run_report import write_run_report
+from tests.helpers import free_port, wait_until_up
 
 from ..browser import artifact_path, chromium
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -46,16 +39,14 @@ def demo(reader_path, gallery_dir, tmp_path_factory):
             cmd, cwd=log.parent, env=env, stdout=out, stderr=subprocess.STDOUT
         )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"`captcha-ocr demo` did not come up:\n{log.read_text()}")
+
+    def answers() -> bool:
         try:
-            requests.get(f"{url}/api/model", timeout=2).raise_for_status()
-            break
+            return requests.get(f"{url}/api/model", timeout=2).ok
         except requests.RequestException:
-            time.sleep(0.5)
+            return False
+
+    wait_until_up(answers, process, "`captcha-ocr demo`", log.read_text)
     yield url, log
     process.terminate()
     process.wait(timeout=30)

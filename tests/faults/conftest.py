@@ -15,16 +15,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests import helpers
+
 VENV_BIN = Path(sys.executable).parent
 EPOCHS = 8
-TINY_TRAIN = {
-    "epochs": EPOCHS,
-    "patience": EPOCHS,
-    "batch_size": 8,
-    "conv_filters": [8, 16],
-    "dense_units": 16,
-    "sequence_units": [16],
-}
+TINY_TRAIN = {"epochs": EPOCHS, "patience": EPOCHS, "batch_size": 8, **helpers.TINY_TRAIN}
 
 
 def step_env(tracking_uri: str) -> dict[str, str]:

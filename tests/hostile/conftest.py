@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.tiny import tiny_params
+from tests.helpers import tiny_params
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CLI = str(Path(sys.executable).parent / "captcha-ocr")

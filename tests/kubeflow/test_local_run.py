@@ -18,7 +18,7 @@ import pytest
 from mlflow import MlflowClient
 
 from ..conftest import PROJECT_ROOT
-from ..tiny import tiny_params
+from ..helpers import tiny_params
 
 pytestmark = pytest.mark.slow
 

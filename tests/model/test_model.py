@@ -17,8 +17,9 @@ from captcha_ocr.core.model import (
     read_columns,
 )
 from captcha_ocr.core.vocabulary import Vocabulary
+from tests.helpers import TINY_TRAIN
 
-TINY = TrainParams(conv_filters=[8, 16], dense_units=16, sequence_units=[16], dropout=0.0)
+TINY = TrainParams(**TINY_TRAIN)
 VOCABULARY = Vocabulary("2345678bcdefgmnpwxy")
 
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from ..dvc_project import commit, dvc, make_project, small_zip
-from ..tiny import set_source, tiny_params
+from ..helpers import set_source, tiny_params
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ import yaml
 from captcha_ocr.steps.ingest import sha256_of
 
 from ..dvc_project import commit, dvc, make_project, small_zip
-from ..tiny import set_source
+from ..helpers import set_source
 
 
 def locked_ingest(root: Path) -> tuple[str, str]:

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from ..conftest import PROJECT_ROOT
-from ..tiny import set_source, tiny_params
+from ..helpers import set_source, tiny_params
 
 pytestmark = pytest.mark.slow
 

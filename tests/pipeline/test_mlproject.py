@@ -14,7 +14,7 @@ import mlflow
 from captcha_ocr.steps.ingest import sha256_of
 
 from ..conftest import PROJECT_ROOT
-from ..tiny import set_source
+from ..helpers import set_source
 
 
 def test_mlflow_run_entry_point(tmp_path, captcha_zip):

@@ -5,22 +5,15 @@ from __future__ import annotations
 import mlflow
 import pytest
 
-from captcha_ocr.config import TrainParams
-from captcha_ocr.core.model import build_reader, build_training_model
-from captcha_ocr.core.vocabulary import Vocabulary
 from captcha_ocr.registry import register_reader
+from tests.helpers import untrained_reader
 
 TAGS = {"dataset_sha256": "d" * 64, "test_split_sha256": "s" * 64, "params": "{}"}
 
 
 @pytest.fixture(scope="module")
 def reader_file(tmp_path_factory):
-    params = TrainParams(conv_filters=[4, 8], dense_units=8, sequence_units=[8])
-    vocabulary = Vocabulary("2345678bcdefgmnpwxy")
-    model = build_training_model(params, 50, 200, vocabulary.num_classes)
-    path = tmp_path_factory.mktemp("reader") / "captcha_reader.keras"
-    build_reader(model, vocabulary).save(path)
-    return path
+    return untrained_reader(tmp_path_factory.mktemp("reader"))
 
 
 def register(reader_file, name: str, png: bytes, exact_match: float, cer: float) -> str:

@@ -15,7 +15,7 @@ from captcha_ocr.promotion.gate import promote
 from captcha_ocr.registry import register_reader
 
 from ..dvc_project import commit, dvc, make_project, small_zip
-from ..tiny import set_source
+from ..helpers import set_source
 
 NAME = "captcha-ocr-lineage"
 URI = f"models:/{NAME}@champion"

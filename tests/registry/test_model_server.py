@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,17 +19,12 @@ import pytest
 from captcha_ocr.config import PromoteParams
 from captcha_ocr.promotion.gate import promote
 from captcha_ocr.serving.pyfunc import MAX_BATCH, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, encode_image
+from tests.helpers import free_port, wait_until_up
 
 from .conftest import register
 
 pytestmark = pytest.mark.slow
 NAME = "captcha-ocr-served"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def post(
@@ -88,19 +81,12 @@ def server(store, reader_file, captcha_pngs):
         text=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"mlflow models serve exited: {process.stderr.read()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            time.sleep(1)
-    else:
-        process.kill()
-        pytest.fail("mlflow models serve did not answer /ping within 180 s")
+
+    def pings() -> bool:
+        with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
+            return response.status == 200
+
+    wait_until_up(pings, process, "mlflow models serve", lambda: process.stderr.read())
     yield url
     process.terminate()
     try:

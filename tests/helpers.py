@@ -1,0 +1,81 @@
+"""What the test folders share: tiny models and params, free ports, servers that must come up."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+# A network small enough to build and train in seconds; it reads nothing right.
+TINY_TRAIN = {"conv_filters": [8, 16], "dense_units": 16, "sequence_units": [16]}
+# Smaller still, for readers that are never trained.
+UNTRAINED = {"conv_filters": [4, 8], "dense_units": 8, "sequence_units": [8]}
+CHARACTERS = "2345678bcdefgmnpwxy"  # captcha_images_v2's
+
+
+def tiny_params(path: Path, epochs: int) -> None:
+    """Rewrite params.yaml at ``path`` for a quick run on 64 images."""
+    params = yaml.safe_load(path.read_text())
+    params["preprocess"] |= {"limit": 64}
+    params["train"] |= {"epochs": epochs, "patience": epochs, **TINY_TRAIN}
+    # A model this small reads nothing right; let it become the first champion anyway.
+    params["promote"] |= {"min_exact_match": 0.0}
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def set_source(path: Path, source: Path | str) -> None:
+    """Point ``ingest.source`` in the params.yaml at ``path`` to ``source``."""
+    params = yaml.safe_load(path.read_text())
+    params["ingest"]["source"] = str(source)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def untrained_reader(folder: Path, seed: int | None = None) -> Path:
+    """A real reader file with untrained weights (the same garbage every time with a seed)."""
+    import keras
+
+    from captcha_ocr.config import TrainParams
+    from captcha_ocr.core.model import build_reader, build_training_model
+    from captcha_ocr.core.vocabulary import Vocabulary
+
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    vocabulary = Vocabulary(CHARACTERS)
+    model = build_training_model(TrainParams(**UNTRAINED), 50, 200, vocabulary.num_classes)
+    path = folder / "captcha_reader.keras"
+    build_reader(model, vocabulary).save(path)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_up(
+    answers: Callable[[], bool],
+    process: subprocess.Popen,
+    what: str,
+    log: Callable[[], str] = lambda: "",
+    timeout: float = 180,
+) -> None:
+    """Poll ``answers`` until it is true; fail with the log if the process dies or time runs out."""
+    deadline = time.monotonic() + timeout
+    while not _answers(answers):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"{what} did not come up within {timeout:.0f} s:\n{log()[-3000:]}")
+        time.sleep(0.5)
+
+
+def _answers(answers: Callable[[], bool]) -> bool:
+    try:
+        return answers()
+    except OSError:  # refused, reset, timed out: not up yet
+        return False
