@@ -17,7 +17,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /opt/captcha-ocr
-COPY requirements.txt pyproject.toml README.md ./
+COPY requirements.txt constraints.txt pyproject.toml README.md ./
 COPY src ./src
 RUN python3 -m venv /opt/venv \
     && pip install --no-cache-dir -r requirements.txt . \

@@ -33,7 +33,7 @@ READ_ENOUGH = 0.97
 
 
 class StopWhenRead(keras.callbacks.Callback):
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch, logs=None):  # noqa: ARG002 (Keras's signature)
         if (logs or {}).get("val_exact_match", 0) >= READ_ENOUGH:
             self.model.stop_training = True
 

@@ -71,10 +71,10 @@ class EpochClock(keras.callbacks.Callback):
         super().__init__()
         self.seconds: list[float] = []
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch, logs=None):  # noqa: ARG002 (Keras's signature)
         self.started = time.perf_counter()
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch, logs=None):  # noqa: ARG002 (Keras's signature)
         self.seconds.append(time.perf_counter() - self.started)
 
 
@@ -85,7 +85,7 @@ class Rows(keras.callbacks.Callback):
         super().__init__()
         self.rows: list[dict[str, float]] = []
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch, logs=None):  # noqa: ARG002 (Keras's signature)
         self.rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
 
 

@@ -15,7 +15,8 @@ MLFLOW = Path(sys.executable).parent / "mlflow"
 def start_tracking_server(folder: Path, timeout: float = 120) -> tuple[subprocess.Popen, str]:
     """Start the server in its own process group (its workers die with it); wait for /health."""
     port = free_port()
-    log = open(folder / "mlflow_server.log", "w")  # a file, not a pipe: a full pipe blocks it
+    # A file, not a pipe: a full pipe blocks it. Closed once the server has it.
+    log = (folder / "mlflow_server.log").open("w")  # noqa: SIM115
     command = [str(MLFLOW), "server", "--backend-store-uri", f"sqlite:///{folder / 'server.db'}"]
     command += ["--artifacts-destination", str(folder / "artifacts")]
     command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]

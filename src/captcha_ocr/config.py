@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -261,7 +261,7 @@ def validate_params(raw: object, where: str) -> Params:
         raise ParamsError(f"{where}: {'; '.join(problems)}") from None
 
 
-def _problem(error: dict) -> str:
+def _problem(error: Mapping[str, Any]) -> str:
     """One pydantic error as ``section.key: what is wrong``; cross-section checks name their own."""
     key = ".".join(str(p) for p in error["loc"])
     message = str(error["ctx"]["error"]) if error["type"] == "value_error" else error["msg"]

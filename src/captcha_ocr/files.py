@@ -31,7 +31,7 @@ def _umask() -> int:
 def _honour_umask(path: Path, mode: int) -> None:
     # mkstemp and mkdtemp create owner-only files; a container running as another
     # user must be able to read what a step wrote, as with a plain open().
-    os.chmod(path, mode & ~_umask())
+    path.chmod(mode & ~_umask())
 
 
 @contextmanager
@@ -83,11 +83,11 @@ def _swap(tmp: Path, target: Path) -> None:
     if tmp.is_dir() and target.exists():
         # A folder cannot replace a folder in one rename: move the old one aside first.
         old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old."))
-        os.replace(target, old / "x")
-        os.replace(tmp, target)
+        target.replace(old / "x")
+        tmp.replace(target)
         shutil.rmtree(old, ignore_errors=True)
     else:
-        os.replace(tmp, target)
+        tmp.replace(target)
 
 
 @contextmanager
@@ -111,7 +111,7 @@ def atomic_path(target: Path | str, suffix: str = "") -> Iterator[Path]:
         yield tmp_path
         handed_over = _hand_over(tmp_path, target)
         if not handed_over:
-            os.replace(tmp_path, target)
+            tmp_path.replace(target)
     finally:
         if not handed_over:
             tmp_path.unlink(missing_ok=True)

@@ -46,7 +46,7 @@ def lock_digests(lock_text: str) -> dict[str, str]:
     return found
 
 
-def data_tags(folder: Path = Path(".")) -> dict[str, str]:
+def data_tags(folder: Path = Path()) -> dict[str, str]:
     """Tags for a version exported here: the dvc.lock digests and a commit that has them."""
     lock = folder / LOCK
     if not lock.is_file():
@@ -58,7 +58,7 @@ def data_tags(folder: Path = Path(".")) -> dict[str, str]:
     }
 
 
-def matching_commit(digests: dict[str, str], folder: Path = Path(".")) -> str | None:
+def matching_commit(digests: dict[str, str], folder: Path = Path()) -> str | None:
     """The oldest commit whose dvc.lock records these digests, if any."""
     commits = _git(folder, "log", "--reverse", "--format=%H", "--", str(LOCK))
     for commit in (commits or "").split():
@@ -98,7 +98,7 @@ def resolve(uri: str):
         raise LineageError(f"{uri}: not found in the registry ({err.message})") from None
 
 
-def lineage(uri: str, folder: Path = Path(".")) -> list[str]:
+def lineage(uri: str, folder: Path = Path()) -> list[str]:
     """Lines that say which data ``uri`` was made from and how to restore it."""
     if not uri.startswith("models:/"):
         raise LineageError(f"{uri}: expected models:/NAME@ALIAS or models:/NAME/VERSION")

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
+from mlflow.data.pandas_dataset import from_pandas
 
 from captcha_ocr.errors import CaptchaOcrError
 from captcha_ocr.redaction import redact_source
@@ -80,7 +81,7 @@ def log_dataset_inputs() -> None:
         with warnings.catch_warnings():
             # A local path matches two of MLflow's source types; either is right.
             warnings.simplefilter("ignore", UserWarning)
-            dataset = mlflow.data.from_pandas(
+            dataset = from_pandas(
                 frame, source=source, name=f"captcha_images_v2-{name}", digest=info["sha256"][:16]
             )
         mlflow.log_input(dataset, context=context)
@@ -107,9 +108,11 @@ def log_keras_model(model, example) -> None:
     )
 
 
-def save_run_ref(path: Path, run: mlflow.ActiveRun) -> None:
+def save_run_ref(path: Path, run: mlflow.ActiveRun | None) -> None:
     from captcha_ocr.files import write_json
 
+    if run is None:
+        raise CaptchaOcrError(f"no MLflow run is open to record in {path}")
     write_json(
         path,
         {
@@ -212,7 +215,7 @@ class RunLog:
             )
         elif self.kept:
             print(f"MLflow: the {len(self.kept)} kept logging calls went through on retry")
-        return [item["what"] for item in lost]
+        return [str(item["what"]) for item in lost]
 
 
 def resume_run(path: Path) -> mlflow.ActiveRun:

@@ -46,7 +46,7 @@ class Project:
     def run(
         self, *args: str, env: dict[str, str] | None = None, stdin: bytes | None = None
     ) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
+        return subprocess.run(
             [CLI, *args],
             cwd=self.root,
             env=self.env(**(env or {})),
@@ -55,7 +55,6 @@ class Project:
             text=True,
             timeout=600,
         )
-        return result
 
     def set_params(self, section: str, **values: object) -> None:
         path = self.root / "params.yaml"

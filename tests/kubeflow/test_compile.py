@@ -186,7 +186,7 @@ def test_compile_takes_param_overrides_as_the_compiled_defaults(tmp_path):
 SOURCES = [
     ("../shared/data/captchas.zip", "{up}/shared/data/captchas.zip"),
     ("file://../captchas.zip", "{up}/captchas.zip"),
-    ("~/captchas.zip", os.path.expanduser("~/captchas.zip")),
+    ("~/captchas.zip", str(Path("~/captchas.zip").expanduser())),
     ("/data/captchas.zip", "/data/captchas.zip"),
     ("https://example.org/c.zip?x=1", "https://example.org/c.zip?x=1"),
     ("s3://bucket/c.zip", "s3://bucket/c.zip"),

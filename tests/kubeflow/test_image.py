@@ -41,7 +41,7 @@ def test_image_installs_what_the_readme_installs():
     # The package itself, from the copied source, with its pinned requirements.
     assert re.search(r"pip install[^&]*-r requirements.txt[^&]* \.(\s|$)", install)
     copied = " ".join(arg for op, arg in instructions() if op == "COPY")
-    for needed in ("requirements.txt", "pyproject.toml", "src"):
+    for needed in ("requirements.txt", "constraints.txt", "pyproject.toml", "src"):
         assert needed in copied
 
 
@@ -61,7 +61,7 @@ def test_build_context_leaves_out_data_models_and_stores():
     rules = [p for p in patterns if p and not p.startswith("#")]
     assert rules[0] == "*"  # an allow-list: nothing goes in unless named
     allowed = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
-    assert allowed == {"requirements.txt", "pyproject.toml", "README.md", "src"}
+    assert allowed == {"requirements.txt", "constraints.txt", "pyproject.toml", "README.md", "src"}
     # And nothing under src/ is data or a model.
     bulky = [p for p in Path(PROJECT_ROOT, "src").rglob("*") if p.suffix in {".keras", ".db"}]
     assert bulky == []

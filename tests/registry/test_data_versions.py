@@ -81,9 +81,8 @@ def test_a_candidate_on_new_data_is_compared_on_its_own_test_images(versions, re
     assert result.promoted and result.after["champion"] == v2
     images = len(pd.read_csv(paths.split_csv("test")))
     assert f"exact match 0.5000 beats champion's {exact:.4f}" in result.reason
-    assert (
-        f"both read the candidate's {images} test images, split {split_b[:12]}"
-        in (result.reason)
+    assert f"both read the candidate's {images} test images, split {split_b[:12]}" in (
+        result.reason
     )
     assert "v1 had exact match 0.9000" in result.reason
     client = MlflowClient()

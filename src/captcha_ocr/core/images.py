@@ -55,9 +55,8 @@ def to_grayscale(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
                 )
             image.load()
             if image.mode in ("RGBA", "LA", "P"):
-                image = image.convert("RGBA")
                 background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-                image = Image.alpha_composite(background, image)
+                return Image.alpha_composite(background, image.convert("RGBA")).convert("L")
             return image.convert("L")
     except UnidentifiedImageError:
         raise ImageError("not a readable image: unknown format (PNG or JPEG expected)") from None

@@ -250,11 +250,12 @@ class CaptchaReader:
 
     def read_characters(self, images: np.ndarray) -> list[Reading]:
         """Like ``read``, plus each character's confidence (``ctc.character_confidences``)."""
-        if self._infer_logits is None:
+        infer = self._infer_logits
+        if infer is None:
             decoder = self.model.get_layer("ctc_decode")
             detailed = keras.Model(self.model.input, {"logits": decoder.input, **self.model.output})
-            self._infer_logits = self._trace(detailed)
-        out = self._infer_logits(images[..., None].astype("float32"))
+            infer = self._infer_logits = self._trace(detailed)
+        out = infer(images[..., None].astype("float32"))
         texts = [self.vocabulary.decode(row) for row in out["codes"].numpy().tolist()]
         return readings(texts, out["confidence"].numpy(), out["logits"].numpy())
 

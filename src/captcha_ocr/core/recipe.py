@@ -63,7 +63,7 @@ class ValidationReading(keras.callbacks.Callback):
         super().__init__()
         self.images, self.texts, self.vocabulary = images, texts, vocabulary
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch, logs=None):  # noqa: ARG002 (Keras's signature)
         predicted, _ = predict_texts(self.model, self.images, self.vocabulary)
         logs["val_exact_match"] = exact_match(self.texts, predicted)
         logs["val_cer"] = character_error_rate(self.texts, predicted)

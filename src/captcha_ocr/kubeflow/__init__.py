@@ -1,2 +1,1 @@
-"""Kubeflow Pipelines: the components, the pipeline and ``captcha-ocr pipeline``.
-"""
+"""Kubeflow Pipelines: the components, the pipeline and ``captcha-ocr pipeline``."""

@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, cast
 
 import yaml
 
@@ -80,7 +82,7 @@ def local_run_arguments(
     Components run in scratch folders, where a relative path names nothing.
     """
     arguments = pipeline_arguments(module, options, overrides, tracking_uri)
-    ingest = dict(arguments["ingest"])
+    ingest = dict(cast(dict, arguments["ingest"]))
     ingest["source"] = absolute_source(ingest["source"], base)
     arguments["ingest"] = ingest
     return arguments
@@ -91,7 +93,7 @@ def absolute_source(source: str, base: Path) -> str:
     if "://" in source and not source.startswith("file://"):
         return source
     path = Path(source.removeprefix("file://")).expanduser()
-    return os.path.abspath(base / path)
+    return os.path.abspath(base / path)  # noqa: PTH100 (normalizes '..', keeps links)
 
 
 def compile_pipeline(module, options, output: Path) -> Path:
@@ -120,7 +122,7 @@ def checked_tracking_uri(uri: str) -> str:
     return uri
 
 
-def check_source_is_public(sections: dict[str, dict], where: str) -> None:
+def check_source_is_public(sections: Mapping[str, Any], where: str) -> None:
     """Pipeline parameters show in the Kubeflow UI: refuse credentials in ingest.source."""
     source = str(sections.get("ingest", {}).get("source", ""))
     if redact_source(source) != source:

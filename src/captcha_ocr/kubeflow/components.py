@@ -37,7 +37,7 @@ def data_cache_key(ingest: dict) -> str:
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def ingest_data(ingest: dict, cache_key: str, raw: Output[Dataset]):
+def ingest_data(ingest: dict, cache_key: str, raw: Output[Dataset]):  # noqa: ARG001 (KFP caches by it)
     """Fetch the captcha zip, record its sha256 and unpack it safely (`captcha-ocr ingest`).
 
     ``cache_key`` (from ``data_cache_key``) is unused here: it is what KFP's

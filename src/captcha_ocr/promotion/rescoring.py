@@ -52,14 +52,14 @@ def on_equal_terms(client: MlflowClient, name: str, candidate: Scores, champion:
     split = candidate.test_split[:12]
     for key, value in (("test_exact_match", score.exact_match), ("test_cer", score.cer)):
         client.set_model_version_tag(name, champion.version, f"{key}.{split}", str(value))
-    kept = {
+    kept: dict[str, object] = {
         "promotion.champion_version": champion.version,
         "promotion.champion_test_exact_match": score.exact_match,
         "promotion.champion_test_cer": score.cer,
         "promotion.champion_test_split_sha256": candidate.test_split,
     }
-    for key, value in kept.items():
-        client.set_model_version_tag(name, candidate.version, key, str(value))
+    for key, kept_value in kept.items():
+        client.set_model_version_tag(name, candidate.version, key, str(kept_value))
     basis = (
         f"both read the candidate's {score.images} test images, split {split}; on its own "
         f"split {champion.test_split[:12]} v{champion.version} had exact match "

@@ -1,2 +1,1 @@
-"""Plots and the self-contained run report that the evaluate step writes.
-"""
+"""Plots and the self-contained run report that the evaluate step writes."""

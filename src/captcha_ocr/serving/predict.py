@@ -110,10 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     # One unreadable, missing or oversized file must not sink the others.
     rows, read_rows, images = [], [], []
     for name, data, error in inputs(args.paths):
-        row = {"file": name}
+        row: dict[str, object] = {"file": name}
         rows.append(row)
-        if error is not None:
-            row["error"] = error
+        if data is None:
+            row["error"] = error or "unreadable"
             continue
         try:
             images.append(predictor.decode(data))

@@ -14,11 +14,11 @@ from __future__ import annotations
 import base64
 import binascii
 
-import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.pyfunc import PythonModel
 
 from captcha_ocr.core.images import ImageError, ImageTooLarge, decode_image
 
@@ -69,7 +69,7 @@ def decode_batch(frame: pd.DataFrame, height: int, width: int) -> np.ndarray:
     return np.stack(images)
 
 
-class CaptchaReaderModel(mlflow.pyfunc.PythonModel):
+class CaptchaReaderModel(PythonModel):
     """Loads the exported ``.keras`` reader from the model's artifacts."""
 
     def load_context(self, context):
@@ -77,7 +77,7 @@ class CaptchaReaderModel(mlflow.pyfunc.PythonModel):
 
         self.reader = CaptchaReader.load(context.artifacts["reader"])
 
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:  # noqa: ARG002
         images = decode_batch(model_input, self.reader.height, self.reader.width)
         texts, confidence = self.reader.read(images)
         return pd.DataFrame({"text": texts, "confidence": confidence.astype("float64")})

@@ -21,6 +21,7 @@ import hashlib
 import json
 import shutil
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -43,7 +44,7 @@ class TrainState:
     best: str | None = None
 
 
-def checkpoint_key(params: TrainParams, data_files: list[Path]) -> str:
+def checkpoint_key(params: TrainParams, data_files: Sequence[Path]) -> str:
     """A digest of the train params and the bytes of the training data."""
     digest = hashlib.sha256(json.dumps(params.model_dump(), sort_keys=True).encode())
     for path in data_files:
@@ -101,7 +102,7 @@ class Checkpoint:
 
     def save(self, model: keras.Model, state: TrainState, best: list | None) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        old = {state.weights, state.best} - {None}
+        old = {n for n in (state.weights, state.best) if n}
         state.weights = f"epoch-{state.epoch:04d}.weights.h5"
         with atomic_path(self.folder / state.weights, suffix=".weights.h5") as tmp:
             model.save_weights(tmp)
@@ -111,7 +112,7 @@ class Checkpoint:
             with atomic_path(self.folder / state.best) as tmp:
                 np.savez(tmp, *best)
         write_json(self.folder / "state.json", asdict(state))
-        for name in old - {state.weights, state.best}:
+        for name in old - {n for n in (state.weights, state.best) if n}:
             (self.folder / name).unlink(missing_ok=True)
 
     def clear(self) -> None:

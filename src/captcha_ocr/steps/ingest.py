@@ -88,8 +88,9 @@ def ingest(
             copy_or_download(source, new_zip, expected_sha256=params.sha256)
         digest, size = sha256_of(new_zip), new_zip.stat().st_size
         count = safe_extract(new_zip, images_dir, name=shown)
-        info = {"source": redact_source(source), "sha256": digest, "size_bytes": size}
-        info |= {"files": count} | _repo_record(params)
+        info: dict[str, object] = {"source": redact_source(source), "sha256": digest}
+        info["size_bytes"], info["files"] = size, count
+        info |= _repo_record(params)
         write_json(info_path, info)
     print(f"ingest: {count} files from {shown} (sha256 {digest[:12]}, {size} bytes)")
     return info

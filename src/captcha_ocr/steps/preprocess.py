@@ -34,7 +34,7 @@ from captcha_ocr.core.images import ImageError, decode_image
 from captcha_ocr.core.splits import SPLITS, assign, content_digest, position, split_digest
 from captcha_ocr.core.vocabulary import Vocabulary
 from captcha_ocr.errors import CaptchaOcrError
-from captcha_ocr.files import all_or_nothing, write_json, write_with
+from captcha_ocr.files import all_or_nothing, atomic_path, write_json
 
 # The columns of data/splits/*.csv.
 COLUMNS = ("file", "label", "sha256", "first_seen")
@@ -252,14 +252,11 @@ def preprocess(
     with all_or_nothing():
         try:
             for name in SPLITS:
-                write_with(
-                    splits_dir / f"{name}.csv",
-                    lambda p, f=frames[name]: f.to_csv(p, index=False),
-                )
+                with atomic_path(splits_dir / f"{name}.csv") as tmp:
+                    frames[name].to_csv(tmp, index=False)
                 arrays = to_arrays(parts[name], vocabulary, params.max_label_length)
-                write_with(
-                    arrays_dir / f"{name}.npz", lambda p, a=arrays: np.savez_compressed(p, **a)
-                )
+                with atomic_path(arrays_dir / f"{name}.npz") as tmp:
+                    np.savez_compressed(tmp, images=arrays["images"], labels=arrays["labels"])
             vocabulary.save(vocabulary_path)
             write_json(report_path, report)
         except OSError as err:

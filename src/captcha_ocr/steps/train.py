@@ -307,7 +307,7 @@ def fit(
     return Fitted(without_optimizer(model), pd.DataFrame(state.rows), seconds)
 
 
-def sigterm_as_exit(signum, frame) -> None:
+def sigterm_as_exit(signum, _frame) -> None:
     """SIGTERM (``kill``, a stopped container) unwinds like Ctrl-C, so the run is closed."""
     raise SystemExit(128 + signum)
 
