@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import yaml
 
 from captcha_ocr import paths
 from captcha_ocr.errors import CaptchaOcrError
+from captcha_ocr.redaction import redact_source
 
 LOCK = Path("dvc.lock")
 NOT_COMMITTED = "none yet"
@@ -123,7 +125,7 @@ def _source(ingest: dict) -> str:
     source = ingest.get("source", "unknown")
     if ingest.get("repo"):
         at = f" at {ingest['rev']}" if ingest.get("rev") else ""
-        return f"{source} in {ingest['repo']}{at}"
+        return f"{source} in {redact_source(ingest['repo'])}{at}"
     return source
 
 
@@ -148,8 +150,10 @@ def _cannot(tags: dict, ingest: dict, digests: dict) -> list[str]:
     lines = [f"cannot restore from git: {why}."]
     if digest and ingest.get("source"):
         # Splits follow from the images' bytes, so the same zip gives the same splits.
-        sets = [f"-S 'ingest.source={ingest['source']}'", f"-S ingest.sha256={digest}"]
-        sets += [f"-S 'ingest.{k}={ingest[k]}'" for k in ("repo", "rev") if ingest.get(k)]
+        values = {"source": ingest["source"], "sha256": digest}
+        values |= {k: ingest[k] for k in ("repo", "rev") if ingest.get(k)}
+        # Quoted for the shell: these values come from registry tags.
+        sets = [f"-S {shlex.quote(f'ingest.{key}={value}')}" for key, value in values.items()]
         lines += [
             "The same zip gives the same splits; if its source still serves it:",
             f"  dvc exp run {' '.join(sets)}",

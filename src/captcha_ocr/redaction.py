@@ -61,6 +61,10 @@ def _hide_secret_value(pair: re.Match[str]) -> str:
 
 
 def public_params(params: Params) -> Params:
-    """``params`` as MLflow may show them: the ingest source without credentials."""
-    shown = params.ingest.model_copy(update={"source": redact_source(params.ingest.source)})
+    """``params`` as MLflow may show them: the ingest source and repo without credentials."""
+    ingest = params.ingest
+    update = {"source": redact_source(ingest.source)}
+    if ingest.repo:
+        update["repo"] = redact_source(ingest.repo)
+    shown = ingest.model_copy(update=update)
     return params.model_copy(update={"ingest": shown})

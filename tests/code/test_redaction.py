@@ -81,3 +81,12 @@ def test_params_shown_in_mlflow_hold_no_token_but_the_params_still_do():
     assert "SeCrEt42" not in shown.model_dump_json()
     assert params.ingest.source == source  # the step itself still needs it
     assert shown.train == params.train
+
+
+def test_a_repo_url_with_a_token_is_shown_without_it():
+    repo = "https://bob:ghp_SeCrEt42@git.example.org/team/captchas.git"
+    params = Params.model_validate({"ingest": {"source": "data/c.zip", "repo": repo}})
+    shown = public_params(params)
+    assert "SeCrEt42" not in shown.model_dump_json()
+    assert shown.ingest.repo.endswith("git.example.org/team/captchas.git")
+    assert params.ingest.repo == repo

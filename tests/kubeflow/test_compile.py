@@ -296,6 +296,25 @@ def test_compile_refuses_a_source_with_a_token_without_showing_it(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    "param",
+    [
+        "ingest.source=https://h.example.org/c.zip?sig=SeCrEt42",
+        "ingest.repo=https://bob:SeCrEt42@git.example.org/captchas.git",
+    ],
+)
+def test_compile_refuses_a_param_override_with_a_token(tmp_path, param):
+    # --param values become the compiled defaults: they show in the Kubeflow UI.
+    out = tmp_path / "pipeline.yaml"
+    command = [sys.executable, "-m", "captcha_ocr", "pipeline", "compile", "-o", str(out)]
+    command += ["--params", str(PROJECT_ROOT / "params.yaml"), "--param", param]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    assert "holds credentials" in done.stderr and "Traceback" not in done.stderr
+    assert "SeCrEt42" not in done.stdout + done.stderr
+    assert not out.exists()
+
+
 def test_the_ingest_component_takes_the_url_from_the_secret(monkeypatch):
     from captcha_ocr.kubeflow.workspace import SECRET_SOURCE_ENV, with_secret_source
 

@@ -4,6 +4,7 @@ MLflow sqlite store, and the printed commands run to bring the splits back."""
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 
 import mlflow
@@ -55,7 +56,20 @@ def test_before_dvc_lock_is_committed_lineage_says_it_cannot(project, reader_fil
     assert "cannot restore from git: no commit of dvc.lock here records" in lines
     # The same bytes give the same splits: re-ingesting the pinned zip is the way back.
     ingest = json.loads((root / "data/raw/ingest.json").read_text())
-    assert f"dvc exp run -S 'ingest.source={v1}' -S ingest.sha256={ingest['sha256']}" in lines
+    source = shlex.quote(f"ingest.source={v1}")
+    assert f"dvc exp run -S {source} -S ingest.sha256={ingest['sha256']}" in lines
+
+
+def test_the_restore_command_quotes_what_the_registry_says():
+    from captcha_ocr.lineage import _cannot
+
+    evil = "x.zip'; touch /tmp/owned; echo '"
+    (line,) = [
+        x for x in _cannot({"dataset_sha256": "d" * 64}, {"source": evil}, {}) if "exp run" in x
+    ]
+    # One shell word per -S value, whatever the tag holds.
+    words = shlex.split(line)
+    assert words[:4] == ["dvc", "exp", "run", "-S"] and words[4] == f"ingest.source={evil}"
 
 
 def test_the_printed_commands_bring_the_data_back(project, reader_file, captcha_pngs):

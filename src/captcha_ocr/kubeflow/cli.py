@@ -123,14 +123,17 @@ def checked_tracking_uri(uri: str) -> str:
 
 
 def check_source_is_public(sections: Mapping[str, Any], where: str) -> None:
-    """Pipeline parameters show in the Kubeflow UI: refuse credentials in ingest.source."""
-    source = str(sections.get("ingest", {}).get("source", ""))
-    if redact_source(source) != source:
-        raise PipelineError(
-            f"{where}: ingest.source {redact_source(source)!r} holds credentials, which "
-            "would show in the pipeline's parameters; put the URL in a Kubernetes secret "
-            "(key `source`) and pass --source-secret NAME"
-        )
+    """Pipeline parameters show in the Kubeflow UI: refuse credentials in ingest.source
+    and ingest.repo."""
+    for key in ("source", "repo"):
+        value = str(sections.get("ingest", {}).get(key) or "")
+        if redact_source(value) != value:
+            raise PipelineError(
+                f"{where}: ingest.{key} {redact_source(value)!r} holds credentials, which "
+                "would show in the pipeline's parameters; put the URL in a Kubernetes secret "
+                "(key `source`) and pass --source-secret NAME, or give the credentials "
+                "to the pods in the environment"
+            )
 
 
 def run_local(module, options, arguments: dict[str, object], root: Path) -> None:
@@ -253,7 +256,9 @@ def main(argv: list[str] | None = None) -> None:
     module = load_pipeline_module()
     options = pipeline_options(module, args)
     if args.command != "run-local":  # a local run's parameters stay on this machine
-        check_source_is_public(module.default_params(options.params_path), str(args.params))
+        # With compile's --param overrides: they become the compiled defaults.
+        defaults = module.default_params(options.params_path, options.param_overrides)
+        check_source_is_public(defaults, str(args.params))
     {"compile": compile_command, "run-local": run_local_command, "submit": submit_command}[
         args.command
     ](module, options, args)

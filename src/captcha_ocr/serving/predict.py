@@ -27,7 +27,7 @@ import numpy as np
 from captcha_ocr import paths
 from captcha_ocr.core.images import ImageError
 from captcha_ocr.core.model import Reading
-from captcha_ocr.serving.pyfunc import decode_upload
+from captcha_ocr.serving.pyfunc import MAX_IMAGE_BYTES, decode_upload
 from captcha_ocr.serving.readers import open_reader, resolve_model_uri
 
 # What a folder is searched for; the formats Pillow reads here. A file named
@@ -42,7 +42,12 @@ def inputs(paths: list[str]) -> Iterator[tuple[str, bytes | None, str | None]]:
     (name, None, why) for a name that cannot be read, so that the rest still are."""
     for name in paths:
         if name == "-":
-            yield "-", sys.stdin.buffer.read(), None
+            # One byte over the limit is enough to refuse it: never hold more.
+            data = sys.stdin.buffer.read(MAX_IMAGE_BYTES + 1)
+            if len(data) > MAX_IMAGE_BYTES:
+                yield "-", None, f"image over the limit of {MAX_IMAGE_BYTES} bytes"
+            else:
+                yield "-", data, None
             continue
         path = Path(name)
         if path.is_dir():
@@ -69,6 +74,11 @@ def folder_images(folder: Path) -> Iterator[tuple[str, bytes | None, str | None]
 
 def read_file(name: str, path: Path) -> Iterator[tuple[str, bytes | None, str | None]]:
     try:
+        # The size first: a huge file is refused without being read.
+        size = path.stat().st_size
+        if size > MAX_IMAGE_BYTES:
+            yield name, None, f"image of {size} bytes, limit {MAX_IMAGE_BYTES}"
+            return
         yield name, path.read_bytes(), None
     except OSError as err:
         yield name, None, f"cannot read: {err.strerror}"

@@ -19,7 +19,7 @@ from captcha_ocr.config import EvaluateParams, load_params
 from captcha_ocr.core.metrics import character_confusion, character_error_rate, exact_match
 from captcha_ocr.core.model import predict_texts
 from captcha_ocr.core.vocabulary import Vocabulary
-from captcha_ocr.files import write_json, write_with
+from captcha_ocr.files import all_or_nothing, write_json, write_with
 from captcha_ocr.reporting.plots import prediction_grid, training_curves
 from captcha_ocr.reporting.run_report import write_run_report
 from captcha_ocr.steps.preprocess import load_split
@@ -39,47 +39,49 @@ def evaluate(params: EvaluateParams) -> dict[str, float]:
         "test_samples": len(truths),
         "test_errors": sum(t != p for t, p in zip(truths, predicted, strict=True)),
     }
-    write_json(paths.METRICS, metrics)
+    # The six reports move in together: a failure half-way keeps the old ones.
+    with all_or_nothing():
+        write_json(paths.METRICS, metrics)
 
-    results = test.assign(predicted=predicted, confidence=confidence.round(4))
-    errors = results[results["label"] != results["predicted"]]
-    write_with(paths.TEST_ERRORS, lambda p: errors.to_csv(p, index=False))
-    confusion = pd.DataFrame(
-        [
-            {"actual": t, "predicted": p, "count": n}
-            for (t, p), n in sorted(character_confusion(truths, predicted).items())
-        ]
-    )
-    # DVC's confusion template counts rows, so write one row per aligned pair.
-    pairs = confusion.loc[confusion.index.repeat(confusion["count"]), ["actual", "predicted"]]
-    write_with(paths.CHAR_CONFUSION, lambda p: pairs.to_csv(p, index=False))
+        results = test.assign(predicted=predicted, confidence=confidence.round(4))
+        errors = results[results["label"] != results["predicted"]]
+        write_with(paths.TEST_ERRORS, lambda p: errors.to_csv(p, index=False))
+        confusion = pd.DataFrame(
+            [
+                {"actual": t, "predicted": p, "count": n}
+                for (t, p), n in sorted(character_confusion(truths, predicted).items())
+            ]
+        )
+        # DVC's confusion template counts rows, so write one row per aligned pair.
+        pairs = confusion.loc[confusion.index.repeat(confusion["count"]), ["actual", "predicted"]]
+        write_with(paths.CHAR_CONFUSION, lambda p: pairs.to_csv(p, index=False))
 
-    # The grid leads with the mistakes: they are what a reader wants to see.
-    order = list(errors.index) + [i for i in results.index if i not in set(errors.index)]
-    shown = order[: params.sample_grid]
-    prediction_grid(
-        images[shown],
-        [truths[i] for i in shown],
-        [predicted[i] for i in shown],
-        paths.TEST_PREDICTIONS_PNG,
-    )
-    history = pd.read_csv(paths.TRAIN_HISTORY)
-    training_curves(history, paths.TRAINING_CURVES_PNG)
+        # The grid leads with the mistakes: they are what a reader wants to see.
+        order = list(errors.index) + [i for i in results.index if i not in set(errors.index)]
+        shown = order[: params.sample_grid]
+        prediction_grid(
+            images[shown],
+            [truths[i] for i in shown],
+            [predicted[i] for i in shown],
+            paths.TEST_PREDICTIONS_PNG,
+        )
+        history = pd.read_csv(paths.TRAIN_HISTORY)
+        training_curves(history, paths.TRAINING_CURVES_PNG)
 
-    run = json.loads(paths.MLFLOW_RUN.read_text())
-    write_run_report(
-        paths.RUN_REPORT,
-        metrics=metrics,
-        results=results,
-        images=images,
-        history=history,
-        data_report=json.loads(paths.DATA_REPORT.read_text()),
-        run={
-            "model": str(paths.TRAINED_MODEL),
-            "MLflow run": run["run_id"],
-            "MLflow store": run["tracking_uri"],
-        },
-    )
+        run = json.loads(paths.MLFLOW_RUN.read_text())
+        write_run_report(
+            paths.RUN_REPORT,
+            metrics=metrics,
+            results=results,
+            images=images,
+            history=history,
+            data_report=json.loads(paths.DATA_REPORT.read_text()),
+            run={
+                "model": str(paths.TRAINED_MODEL),
+                "MLflow run": run["run_id"],
+                "MLflow store": run["tracking_uri"],
+            },
+        )
 
     with tracking.resume_run(paths.MLFLOW_RUN):
         mlflow.log_metrics(metrics)

@@ -58,23 +58,39 @@ def export(params: Params) -> Path:
     if disagree:
         raise ExportError(f"the reader disagrees with evaluation on {disagree} test images")
 
-    with atomic_path(paths.READER) as tmp:
-        reader.model.save(tmp)
-    with atomic_dir(paths.SAVED_MODEL) as tmp:
-        export_saved_model(reader.model, tmp)
-    with atomic_path(paths.ONNX_NETWORK) as tmp:
-        export_onnx(model, tmp)
-    vocabulary.save(paths.ONNX_NETWORK.with_name("vocabulary.json"))
-    check_agrees("the ONNX model", OnnxReader(paths.ONNX_NETWORK, vocabulary).read(images)[0], got)
-    paths.INT8_NETWORK.unlink(missing_ok=True)  # never leave a stale one beside a new network
-    if params.export.int8:
-        export_int8(params.export.calibration_images, vocabulary, images, got)
-    with tracking.resume_run(paths.MLFLOW_RUN):
-        version = publish(paths.READER, params)
-    write_json(paths.REGISTERED, {"name": version.name, "version": str(version.version)})
+    # Everything goes into a new models/export folder that replaces the old one
+    # only when every file is checked and the version is registered: a failure
+    # at any point leaves the last good export, registered.json included.
+    with atomic_dir(paths.EXPORT_DIR) as folder:
+        version = write_and_register(folder, params, model, reader, images, got)
     print(f"export: reader saved to {paths.READER} (vocabulary {vocabulary.characters!r})")
     print(f"export: registered as {version.name} version {version.version}")
     return paths.READER
+
+
+def in_folder(folder: Path, path: Path) -> Path:
+    """``path`` (under models/export) inside the staging ``folder``."""
+    return folder / path.relative_to(paths.EXPORT_DIR)
+
+
+def write_and_register(
+    folder: Path, params: Params, model, reader: CaptchaReader, images, got: list[str]
+) -> ModelVersion:
+    vocabulary = reader.vocabulary
+    reader.model.save(in_folder(folder, paths.READER))
+    export_saved_model(reader.model, in_folder(folder, paths.SAVED_MODEL))
+    onnx = in_folder(folder, paths.ONNX_NETWORK)
+    export_onnx(model, onnx)
+    vocabulary.save(in_folder(folder, paths.ONNX_VOCABULARY))
+    check_agrees("the ONNX model", OnnxReader(onnx, vocabulary).read(images)[0], got)
+    if params.export.int8:
+        export_int8(folder, params.export.calibration_images, vocabulary, images, got)
+    with tracking.resume_run(paths.MLFLOW_RUN):
+        version = publish(folder, params)
+    write_json(
+        in_folder(folder, paths.REGISTERED), {"name": version.name, "version": str(version.version)}
+    )
+    return version
 
 
 def check_agrees(what: str, texts: list[str], reader_texts: list[str]) -> None:
@@ -84,17 +100,17 @@ def check_agrees(what: str, texts: list[str], reader_texts: list[str]) -> None:
 
 
 def export_int8(
-    calibration_images: int, vocabulary: Vocabulary, images, reader_texts: list[str]
+    folder: Path, calibration_images: int, vocabulary: Vocabulary, images, reader_texts: list[str]
 ) -> None:
     """Quantize the ONNX network; refuse the copy if it loses a test captcha the reader reads.
 
     Texts may differ where the reader is wrong too: a barely trained network
     reads noise, and int8 reads slightly different noise.
     """
-    test = pd.read_csv(paths.SPLITS / "test.csv", dtype=str)
+    test = pd.read_csv(paths.split_csv("test"), dtype=str)
     calibration = load_split("train")["images"][:calibration_images]
-    with atomic_path(paths.INT8_NETWORK) as tmp:
-        quantize_onnx(paths.ONNX_NETWORK, tmp, calibration)
+    with atomic_path(in_folder(folder, paths.INT8_NETWORK)) as tmp:
+        quantize_onnx(in_folder(folder, paths.ONNX_NETWORK), tmp, calibration)
         int8_texts = OpenVinoReader(tmp, vocabulary).read(images)[0]
         lost = lost_captchas(test["file"], test["label"], reader_texts, int8_texts)
         if lost:
@@ -106,7 +122,7 @@ def export_int8(
     differ = sum(a != b for a, b in zip(int8_texts, reader_texts, strict=True))
     texts = f"{differ} of {len(images)} texts differ, on captchas both misread"
     print(
-        f"export: int8 network saved to {paths.INT8_NETWORK}; it reads every test captcha "
+        f"export: int8 network written ({paths.INT8_NETWORK}); it reads every test captcha "
         f"the reader reads ({texts if differ else 'the same texts'})"
     )
 
@@ -117,17 +133,18 @@ def lost_captchas(files, truths, reader_texts, copy_texts) -> list[str]:
     return [file for file, truth, theirs, ours in rows if theirs == truth != ours]
 
 
-def publish(reader_path: Path, params: Params) -> ModelVersion:
-    """Log the reader to the active MLflow run and register it."""
+def publish(folder: Path, params: Params) -> ModelVersion:
+    """Log the files of the export ``folder`` to the active MLflow run; register the reader."""
     from captcha_ocr.registry import register_reader
 
+    reader_path = in_folder(folder, paths.READER)
     mlflow.log_artifact(str(reader_path), "export")
-    mlflow.log_artifacts(str(paths.SAVED_MODEL), "export/saved_model")
-    mlflow.log_artifact(str(paths.ONNX_NETWORK), "export")
-    if paths.INT8_NETWORK.exists():
-        mlflow.log_artifact(str(paths.INT8_NETWORK), "export")
+    mlflow.log_artifacts(str(in_folder(folder, paths.SAVED_MODEL)), "export/saved_model")
+    mlflow.log_artifact(str(in_folder(folder, paths.ONNX_NETWORK)), "export")
+    if in_folder(folder, paths.INT8_NETWORK).exists():
+        mlflow.log_artifact(str(in_folder(folder, paths.INT8_NETWORK)), "export")
     # The ONNX network gives logits; its vocabulary turns them into text.
-    mlflow.log_artifact(str(paths.ONNX_NETWORK.with_name("vocabulary.json")), "export")
+    mlflow.log_artifact(str(in_folder(folder, paths.ONNX_VOCABULARY)), "export")
     tags = {
         "dataset_sha256": json.loads(paths.INGEST_INFO.read_text())["sha256"],
         # The test images and labels, not the CSV's bytes: the same images score
@@ -137,7 +154,7 @@ def publish(reader_path: Path, params: Params) -> ModelVersion:
         # What dvc.lock records of the data, and a commit that can restore it.
         **data_tags(),
     }
-    test = pd.read_csv(paths.SPLITS / "test.csv", dtype=str)
+    test = pd.read_csv(paths.split_csv("test"), dtype=str)
     example_png = (paths.RAW_IMAGES / test["file"][0]).read_bytes()
     metrics = json.loads(paths.METRICS.read_text())
     return register_reader(reader_path, params.export.model_name, metrics, tags, example_png)

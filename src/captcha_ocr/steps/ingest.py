@@ -282,11 +282,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     refuse_retired_source_env()
     params = load_params(args.params).ingest
-    if redact_source(params.source) != params.source:
-        print(
-            f"warning: ingest.source {redact_source(params.source)!r} holds credentials, which "
-            "params.yaml, dvc.lock and git keep as written; prefer s3:// (or another remote) "
-            "with credentials in the environment",
-            file=sys.stderr,
-        )
+    for key, value in (("source", params.source), ("repo", params.repo or "")):
+        if redact_source(value) != value:
+            print(
+                f"warning: ingest.{key} {redact_source(value)!r} holds credentials, which "
+                "params.yaml, dvc.lock and git keep as written; prefer s3:// (or another "
+                "remote) with credentials in the environment",
+                file=sys.stderr,
+            )
     ingest(params)

@@ -23,8 +23,6 @@ from captcha_ocr.files import write_json
 from captcha_ocr.promotion.gate import promote
 from captcha_ocr.promotion.rescoring import on_equal_terms
 
-# paths.REGISTERED, not imported from there: that would load TensorFlow.
-
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
