@@ -170,5 +170,5 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     from captcha_ocr import tracking
 
-    tracking.use_experiment()
+    tracking.use_existing_store()
     print("\n".join(lineage(args.uri)))

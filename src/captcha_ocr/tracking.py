@@ -30,6 +30,23 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
+def use_existing_store() -> None:
+    """Point MLflow at the store to read a model from it; create nothing.
+
+    Without $MLFLOW_TRACKING_URI the store is ./mlflow.db, and opening a missing
+    sqlite file would create an empty store in whatever folder this runs in.
+    """
+    default = Path.cwd() / "mlflow.db"
+    if not os.environ.get("MLFLOW_TRACKING_URI") and not default.is_file():
+        raise CaptchaOcrError(
+            f"no MLflow store here ({default}) and MLFLOW_TRACKING_URI is not set: run this "
+            "in the project folder, set MLFLOW_TRACKING_URI, or name a reader file with --model"
+        )
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    mlflow.set_tracking_uri(tracking_uri())
+
+
 def use_experiment(name: str | None = None) -> str:
     """Point MLflow at our store and experiment; return the experiment id.
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -227,3 +228,16 @@ def test_a_garbage_onnx_file_is_named_as_not_onnx(project):
     assert_refused(
         result, str(network), "is not an ONNX model", before=before, after=project.checksums()
     )
+
+
+def test_predict_in_a_folder_without_a_store_creates_none(tmp_path, captcha_pngs):
+    png = tmp_path / "a.png"
+    png.write_bytes(next(iter(captcha_pngs.values())))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    command = [sys.executable, "-m", "captcha_ocr", "predict", str(png)]
+    done = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "no MLflow store here" in done.stderr and str(tmp_path / "mlflow.db") in done.stderr
+    assert not (tmp_path / "mlflow.db").exists()

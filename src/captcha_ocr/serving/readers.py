@@ -48,7 +48,7 @@ def open_reader(model: str):
     if ":/" in model and not model.startswith("file:"):
         from captcha_ocr import tracking
 
-        tracking.use_experiment()
+        tracking.use_existing_store()
         source = resolve_model_uri(model)
         return open_mlflow_reader(source["uri"]), source
     raise FileNotFoundError(f"{model}: not a reader file, folder, ONNX network or MLflow model URI")
