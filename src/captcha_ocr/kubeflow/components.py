@@ -43,19 +43,21 @@ def ingest_data(ingest: dict, cache_key: str, raw: Output[Dataset]):  # noqa: AR
     ``cache_key`` (from ``data_cache_key``) is unused here: it is what KFP's
     cache compares, beside ``ingest``.
     """
+    from captcha_ocr import paths
     from captcha_ocr.kubeflow.workspace import read_json, run_step, with_secret_source
 
     run_step("ingest", {"ingest": with_secret_source(ingest)}, inputs=[], output=raw.path)
-    raw.metadata.update(read_json(raw.path, "data/raw/ingest.json"))
+    raw.metadata.update(read_json(raw.path, paths.INGEST_INFO))
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def preprocess_data(preprocess: dict, raw: Input[Dataset], prepared: Output[Dataset]):
     """Validate every image, report rejects, split and write arrays (`captcha-ocr preprocess`)."""
+    from captcha_ocr import paths
     from captcha_ocr.kubeflow.workspace import read_json, run_step
 
     run_step("preprocess", {"preprocess": preprocess}, inputs=[raw.path], output=prepared.path)
-    report = read_json(prepared.path, "reports/data_report.json")
+    report = read_json(prepared.path, paths.DATA_REPORT)
     prepared.metadata.update({k: v for k, v in report.items() if isinstance(v, int | float | str)})
 
 
@@ -74,11 +76,12 @@ def train_model(
     Takes the sections the model is made from; the MLflow run logs them as params.
     Uses every GPU the pod is given (MirroredStrategy when there are several).
     """
+    from captcha_ocr import paths
     from captcha_ocr.kubeflow.workspace import read_json, run_step
 
     params = {"ingest": ingest, "preprocess": preprocess, "train": train}
     run_step("train", params, [raw.path, prepared.path], model.path, mlflow_tracking_uri)
-    model.metadata.update(read_json(model.path, "models/train/mlflow_run.json"))
+    model.metadata.update(read_json(model.path, paths.MLFLOW_RUN))
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
@@ -101,6 +104,7 @@ def evaluate_model(
     import shutil
     from pathlib import Path
 
+    from captcha_ocr import paths
     from captcha_ocr.kubeflow.workspace import confusion_matrix, read_json, run_step
 
     run_step(
@@ -110,10 +114,10 @@ def evaluate_model(
         evaluation.path,
         mlflow_tracking_uri,
     )
-    for name, value in read_json(evaluation.path, "reports/metrics.json").items():
+    for name, value in read_json(evaluation.path, paths.METRICS).items():
         metrics.log_metric(name, value)
     confusion.log_confusion_matrix(*confusion_matrix(evaluation.path))
-    shutil.copy(Path(evaluation.path) / "reports/run_report.html", report.path)
+    shutil.copy(Path(evaluation.path) / paths.RUN_REPORT, report.path)
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
@@ -137,6 +141,7 @@ def export_model(
     It takes every params.yaml section: the registered version is tagged with
     all of them. Returns the registered version number.
     """
+    from captcha_ocr import paths
     from captcha_ocr.kubeflow.workspace import environment, read_json, run_step
 
     params = dict(
@@ -156,7 +161,7 @@ def export_model(
             reader.path,
             mlflow_tracking_uri,
         )
-    registered = read_json(reader.path, "models/export/registered.json")
+    registered = read_json(reader.path, paths.REGISTERED)
     reader.metadata.update(registered)
     return registered["version"]
 
@@ -175,6 +180,7 @@ def promote_model(
     ``prepared`` holds the candidate's test split: a champion scored on another
     one is scored on it before the gate compares them.
     """
+    from captcha_ocr import paths
     from captcha_ocr.kubeflow.workspace import read_json, run_step
 
     run_step(
@@ -185,4 +191,4 @@ def promote_model(
         mlflow_tracking_uri,
         extra_args=["--version", version],
     )
-    promotion.metadata.update(read_json(promotion.path, "reports/promotion.json"))
+    promotion.metadata.update(read_json(promotion.path, paths.PROMOTION))

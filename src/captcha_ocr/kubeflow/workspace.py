@@ -89,7 +89,7 @@ def collect(scratch: Path, relative_paths: Sequence[str | Path], output: Path) -
     return output
 
 
-def read_json(artifact: str | Path, relative: str) -> dict:
+def read_json(artifact: str | Path, relative: str | Path) -> dict:
     """A JSON file a step wrote into an artifact folder."""
     path = Path(artifact) / relative
     try:
@@ -106,9 +106,7 @@ def confusion_matrix(artifact: str | Path) -> tuple[list[str], list[list[int]]]:
     """
     import pandas as pd
 
-    pairs = pd.read_csv(
-        Path(artifact) / "reports/char_confusion.csv", dtype=str, keep_default_na=False
-    )
+    pairs = pd.read_csv(Path(artifact) / paths.CHAR_CONFUSION, dtype=str, keep_default_na=False)
     labels = sorted(set(pairs["actual"]) | set(pairs["predicted"]))
     counts = pd.crosstab(pairs["actual"], pairs["predicted"]).reindex(
         index=labels, columns=labels, fill_value=0
