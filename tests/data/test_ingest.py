@@ -12,6 +12,7 @@ import pytest
 import captcha_ocr.steps.ingest as ingest_module
 from captcha_ocr.config import IngestParams
 from captcha_ocr.steps.ingest import IngestError, fetch, ingest, safe_extract, sha256_of
+from tests.helpers import static_server
 
 
 def make_zip(path: Path, entries: dict[str, bytes], links: dict[str, str] | None = None) -> Path:
@@ -98,18 +99,8 @@ def http_server(tmp_path):
     """A static file server on 127.0.0.1 serving tmp_path/www."""
     root = tmp_path / "www"
     root.mkdir()
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(root), **kwargs)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with static_server(root) as url:
+        yield root, url
 
 
 def test_download_over_http(tmp_path, http_server, captcha_zip, capsys):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import static_server
 
 TOKEN = "FwoGZXIvYXdzSeCrEt42"
 
@@ -19,19 +19,8 @@ def presigned_url(tmp_path, captcha_zip):
     root.mkdir()
     (root / "captchas.zip").write_bytes(captcha_zip.read_bytes())
 
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(root), **kwargs)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = server.server_address[1]
-    yield f"http://127.0.0.1:{port}/captchas.zip?X-Amz-Security-Token={TOKEN}&sig={TOKEN}"
-    server.shutdown()
-    server.server_close()
+    with static_server(root) as url:
+        yield f"{url}/captchas.zip?X-Amz-Security-Token={TOKEN}&sig={TOKEN}"
 
 
 def files_holding(folder: Path, secret: bytes) -> list[str]:
