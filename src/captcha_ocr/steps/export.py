@@ -34,7 +34,7 @@ from captcha_ocr import paths, tracking
 from captcha_ocr.config import Params, load_params
 from captcha_ocr.core.model import CaptchaReader, build_reader, export_saved_model, predict_texts
 from captcha_ocr.core.runtimes import OnnxReader, OpenVinoReader, export_onnx, quantize_onnx
-from captcha_ocr.core.vocabulary import Vocabulary
+from captcha_ocr.core.vocabulary import ReadingSpec, Vocabulary
 from captcha_ocr.errors import CaptchaOcrError
 from captcha_ocr.files import atomic_dir, atomic_path, write_json
 from captcha_ocr.lineage import data_tags
@@ -81,7 +81,8 @@ def write_and_register(
     export_saved_model(reader.model, in_folder(folder, paths.SAVED_MODEL))
     onnx = in_folder(folder, paths.ONNX_NETWORK)
     export_onnx(model, onnx)
-    vocabulary.save(in_folder(folder, paths.ONNX_VOCABULARY))
+    # With what preprocess chose (size, channels, label lengths): what readers read by.
+    vocabulary.save(in_folder(folder, paths.ONNX_VOCABULARY), ReadingSpec.load(paths.VOCABULARY))
     check_agrees("the ONNX model", OnnxReader(onnx, vocabulary).read(images)[0], got)
     if params.export.int8:
         export_int8(folder, params.export.calibration_images, vocabulary, images, got)
