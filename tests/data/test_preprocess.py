@@ -13,7 +13,6 @@ from PIL import Image
 from captcha_ocr.config import PreprocessParams
 from captcha_ocr.steps.preprocess import DataError, _validate, preprocess, validate
 
-
 # captcha_images_v2's rules spelled out, in place of the auto defaults.
 V2 = {
     "image_height": 50,
