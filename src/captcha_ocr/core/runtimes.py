@@ -176,9 +176,9 @@ class OpenVinoReader:
             self.width,
             self.channels,
         ):
+            colour = f", {self.channels}" if self.channels > 1 else ""
             raise ValueError(
-                f"expected (N, {self.height}, {self.width}, {self.channels}) images, "
-                f"got {images.shape}"
+                f"expected (N, {self.height}, {self.width}{colour}) images, got {images.shape}"
             )
         runs = [np.zeros((0, *self.output_shape), dtype="float32")]
         with self._lock:
