@@ -83,8 +83,14 @@ def test_every_stage_ran_and_the_auto_values_are_recorded(repo):
     for key in ("image_height", "image_width", "channels", "min_label_length", "max_label_length"):
         assert vocabulary[key] == resolved[key], key
     assert set(vocabulary["characters"]) <= set(SYMBOLS)
-    # What readers read by goes with the exported network too.
+    # What readers read by goes with the exported network too, and is in the reader.
     assert json.loads((root / "models/export/vocabulary.json").read_text()) == vocabulary
+    from captcha_ocr.core.model import CaptchaReader
+
+    reader = CaptchaReader.load(root / "models/export/captcha_reader.keras")
+    assert (reader.height, reader.width, reader.channels) == (60, 160, 3)
+    assert reader.vocabulary.characters == vocabulary["characters"]
+    assert reader.label_lengths == [vocabulary["min_label_length"], vocabulary["max_label_length"]]
 
     mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
     run_id = json.loads((root / "models/train/mlflow_run.json").read_text())["run_id"]

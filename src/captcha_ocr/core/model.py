@@ -121,11 +121,16 @@ def predict_texts(
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class CTCGreedyDecoder(layers.Layer):
-    """Logits to character codes (padded with -1) and best-path probability."""
+    """Logits to character codes (padded with -1) and best-path probability.
 
-    def __init__(self, characters: str, **kwargs):
+    ``label_lengths`` (shortest, longest) of the labels it was trained on is
+    carried for the record (readers saved before it have none).
+    """
+
+    def __init__(self, characters: str, label_lengths: list[int] | None = None, **kwargs):
         super().__init__(**kwargs)
         self.characters = Vocabulary(characters).characters
+        self.label_lengths = list(label_lengths) if label_lengths else None
 
     def call(self, logits):
         log_probs = ops.log_softmax(logits, axis=-1)
@@ -145,14 +150,29 @@ class CTCGreedyDecoder(layers.Layer):
         )
 
     def get_config(self):
-        return {**super().get_config(), "characters": self.characters}
+        return {
+            **super().get_config(),
+            "characters": self.characters,
+            "label_lengths": self.label_lengths,
+        }
 
 
-def build_reader(training_model: keras.Model, vocabulary: Vocabulary) -> keras.Model:
-    """Image in, (codes, confidence) out; no label input, decoding included."""
-    codes, confidence = CTCGreedyDecoder(vocabulary.characters, name="ctc_decode")(
-        training_model.output
+def build_reader(
+    training_model: keras.Model,
+    vocabulary: Vocabulary,
+    label_lengths: tuple[int, int] | None = None,
+) -> keras.Model:
+    """Image in, (codes, confidence) out; no label input, decoding included.
+
+    The reader records what it reads: the image size and channels in its
+    input, the characters and label lengths in its decoder.
+    """
+    decoder = CTCGreedyDecoder(
+        vocabulary.characters,
+        list(label_lengths) if label_lengths else None,
+        name="ctc_decode",
     )
+    codes, confidence = decoder(training_model.output)
     return keras.Model(
         training_model.input, {"codes": codes, "confidence": confidence}, name="reader"
     )
@@ -208,6 +228,7 @@ class CaptchaReader:
         self.model = model
         decoder = model.get_layer("ctc_decode")
         self.vocabulary = Vocabulary(decoder.characters)
+        self.label_lengths = getattr(decoder, "label_lengths", None)
         _, self.height, self.width, self.channels = model.input.shape
         # One traced graph for every batch size: ``model.predict`` pays a large
         # per-call overhead and eager calls run the LSTM step by step in Python.

@@ -20,8 +20,11 @@ model cannot read from its score. The report lists such labels
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import statistics
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,6 +40,8 @@ from captcha_ocr.core.splits import assign
 from captcha_ocr.core.vocabulary import ReadingSpec
 from captcha_ocr.errors import CaptchaOcrError
 
+# Rejections named in an error; a file holds all of them.
+SHOWN_REASONS = 3
 AUTO_KEYS = (
     "image_height",
     "image_width",
@@ -112,9 +117,13 @@ def resolve(params: PreprocessParams, files: list[DataFile]) -> Resolved:
     auto = tuple(key for key in AUTO_KEYS if getattr(params, key) == AUTO)
     fixed = _fixed_rules(params)
     training: list[tuple[DataFile, tuple[int, int]]] = []
+    rejected: list[dict] = []  # named if no training image is left
     seen: set[str] = set()
     for entry in files if auto else []:
-        if entry.sha256 in seen or fixed(entry.label):
+        if problem := fixed(entry.label):
+            rejected.append({"file": entry.file, "reason": problem})
+            continue
+        if entry.sha256 in seen:
             continue
         seen.add(entry.sha256)
         if assign(entry.sha256, params.val_fraction, params.test_fraction) != "train":
@@ -122,13 +131,12 @@ def resolve(params: PreprocessParams, files: list[DataFile]) -> Resolved:
         try:
             with header(entry.path.read_bytes()) as image:
                 training.append((entry, image.size))
-        except ImageError:
-            continue  # rejected later, with its reason
+        except ImageError as err:
+            rejected.append({"file": entry.file, "reason": str(err)})
     if auto and not training:
         raise DataError(
-            f"no training image to read preprocess.{', '.join(auto)} (auto) from: of "
-            f"{len(files)} files none is a readable image with a usable label in the "
-            "training split"
+            f"{len(rejected)} of {len(files)} files rejected, and none left in the training "
+            f"split to read preprocess.{', '.join(auto)} (auto) from; {reasons(rejected)}"
         )
     labels = [entry.label for entry, _ in training]
     height, width = _size(params, [size for _, size in training])
@@ -162,12 +170,21 @@ def _fixed_rules(params: PreprocessParams):
 
     def problem(label: str) -> str | None:
         if not low <= len(label) <= high:
-            return "length"
-        if chars is not None and not set(label) <= chars:
-            return "characters"
+            return f"label length {len(label)} outside {low}-{high}"
+        if chars is not None and (bad := sorted(set(label) - chars)):
+            return f"label has characters outside preprocess.allowed_chars: {bad}"
         return None
 
     return problem
+
+
+def reasons(rejected: list[dict]) -> str:
+    """The first few rejections, and a file (not a step output) with all of them."""
+    first = "; ".join(f"{r['file']}: {r['reason']}" for r in rejected[:SHOWN_REASONS])
+    fd, path = tempfile.mkstemp(prefix="captcha-ocr-rejected-", suffix=".json")
+    with os.fdopen(fd, "w") as out:
+        json.dump(rejected, out, indent=2)
+    return f"first: {first}; all {len(rejected)} reasons in {path}"
 
 
 def _size(params: PreprocessParams, sizes: list[tuple[int, int]]) -> tuple[int, int]:

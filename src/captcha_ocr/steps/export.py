@@ -49,7 +49,9 @@ class ExportError(CaptchaOcrError):
 def export(params: Params) -> Path:
     vocabulary = Vocabulary.load(paths.VOCABULARY)
     model = keras.saving.load_model(paths.TRAINED_MODEL, safe_mode=True)
-    reader = CaptchaReader(build_reader(model, vocabulary))
+    spec = ReadingSpec.load(paths.VOCABULARY)
+    lengths = (spec.min_label_length, spec.max_label_length) if spec else None
+    reader = CaptchaReader(build_reader(model, vocabulary, lengths))
 
     images = load_split("test")["images"]
     expected, _ = predict_texts(model, images, vocabulary)

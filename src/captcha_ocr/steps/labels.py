@@ -74,7 +74,7 @@ def labelled_files(images_dir: Path) -> tuple[list[Labelled], Path | None]:
     for path in files:
         if path != labels_file and path not in listed:
             problems.append(f"{rel(path, images_dir)!r} has no row (every image needs a label)")
-    refuse(labels_file, images_dir, labels.problems + problems)
+    refuse(labels_file, labels.problems + problems)
     found = [Labelled(rel(folder / n, images_dir), folder / n, t) for n, t in labels.texts.items()]
     return sorted(found, key=lambda s: s.file), labels_file
 
@@ -136,12 +136,11 @@ def row_problem(row: list[str]) -> str | None:
     return None
 
 
-def refuse(labels_file: Path, images_dir: Path, problems: list[str]) -> None:
+def refuse(labels_file: Path, problems: list[str]) -> None:
     if not problems:
         return
     shown = "; ".join(problems[:SHOWN_PROBLEMS])
     more = f" (and {len(problems) - SHOWN_PROBLEMS} more)" if len(problems) > SHOWN_PROBLEMS else ""
     raise LabelsError(
-        f"{rel(labels_file, images_dir)}: {len(problems)} problem(s), nothing was written: "
-        f"{shown}{more}"
+        f"{labels_file}: {len(problems)} problem(s), nothing was written: {shown}{more}"
     )

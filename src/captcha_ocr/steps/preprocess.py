@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,15 +35,13 @@ from captcha_ocr.core.images import ImageError
 from captcha_ocr.core.splits import SPLITS, assign, content_digest, position, split_digest
 from captcha_ocr.core.vocabulary import ReadingSpec, Vocabulary
 from captcha_ocr.files import all_or_nothing, atomic_path, write_json
-from captcha_ocr.steps.data_spec import DataError, DataFile, Resolved, resolve
+from captcha_ocr.steps.data_spec import DataError, DataFile, Resolved, reasons, resolve
 from captcha_ocr.steps.labels import LabelsError, labelled_files
 
 # The columns of data/splits/*.csv.
 COLUMNS = ("file", "label", "sha256", "first_seen")
 # Decoded pixels (bytes) preprocess may hold: every image at the params' size.
 MAX_DECODED_BYTES = 4 * 2**30
-# Rejections named in the error when there are too many.
-SHOWN_REASONS = 3
 
 
 @dataclass(frozen=True)
@@ -234,7 +230,7 @@ def preprocess(
         raise DataError(
             f"{len(rejected)} of {total} files rejected ({share:.1%}), more than "
             f"preprocess.max_rejected_fraction={params.max_rejected_fraction}; "
-            f"{_reasons(rejected)}"
+            f"{reasons(rejected)}"
         )
     vocabulary = Vocabulary.from_labels(s.label for s in accepted)
     parts = split(accepted, params)
@@ -315,15 +311,6 @@ def _report(
         },
         "new_images": sum(int((f["first_seen"] == version).sum()) for f in frames.values()),
     }
-
-
-def _reasons(rejected: list[dict]) -> str:
-    """The first few rejections, and a file (not a step output) with all of them."""
-    first = "; ".join(f"{r['file']}: {r['reason']}" for r in rejected[:SHOWN_REASONS])
-    fd, path = tempfile.mkstemp(prefix="captcha-ocr-rejected-", suffix=".json")
-    with os.fdopen(fd, "w") as out:
-        json.dump(rejected, out, indent=2)
-    return f"first: {first}; all {len(rejected)} reasons in {path}"
 
 
 def load_split(name: str, arrays_dir: Path = paths.PREPARED) -> dict[str, np.ndarray]:
