@@ -4,7 +4,7 @@ The rule: when the ingested set holds a file named ``labels.csv`` (the
 shallowest one; two at the same depth are refused), every label comes from it.
 Its header is ``file,text``; ``file`` is the image's path relative to the
 CSV's folder, ``text`` its label, kept exactly as written (case included).
-Every other file under that folder must have a row, and every row a file.
+Every other file in the set must have a row, and every row a file.
 Without a CSV, a file's label is its name without the extension, case kept.
 
 A CSV is what makes labels that differ only in case work everywhere: on
