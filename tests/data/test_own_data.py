@@ -276,3 +276,36 @@ def test_a_folder_with_a_link_is_refused_and_the_old_ingest_kept(tmp_path, colou
         ingest_into(tmp_path, folder)
     after = {p: p.read_bytes() for p in (tmp_path / "raw").rglob("*") if p.is_file()}
     assert after == before and kept["files"] == 40
+
+
+def test_a_reader_of_case_sensitive_labels_keeps_their_case(tmp_path, capsys):
+    # The vocabulary preprocess wrote, in a reader predict opens: both cases survive.
+    from captcha_ocr.config import TrainParams
+    from captcha_ocr.core.model import build_reader, build_training_model
+    from captcha_ocr.serving.predict import main as predict
+    from tests.helpers import UNTRAINED
+
+    case_set(tmp_path / "images" / "set")
+    _, out = run(tmp_path, tmp_path / "images", val_fraction=0.25, test_fraction=0.25)
+    vocabulary = Vocabulary.load(out / "vocabulary.json")
+    spec = ReadingSpec.load(out / "vocabulary.json")
+    assert spec is not None
+    network = build_training_model(
+        TrainParams(**UNTRAINED),
+        spec.image_height,
+        spec.image_width,
+        vocabulary.num_classes,
+        channels=spec.channels,
+    )
+    reader = tmp_path / "captcha_reader.keras"
+    lengths = (spec.min_label_length, spec.max_label_length)
+    build_reader(network, vocabulary, lengths).save(reader)
+    capsys.readouterr()  # what preprocess printed
+    predict(["--json", "--model", str(reader), str(tmp_path / "images" / "set" / "0000.png")])
+    (row,) = json.loads(capsys.readouterr().out)
+    assert set(row["text"]) <= set("3ABDEabde")
+    from captcha_ocr.core.model import CaptchaReader
+
+    loaded = CaptchaReader.load(reader)
+    assert loaded.vocabulary.characters == "3ABDEabde" and loaded.label_lengths == [5, 5]
+    assert loaded.channels == 3
