@@ -50,14 +50,25 @@ MAX_IMAGE_SIDE = 4096
 MAX_IMAGE_PIXELS = 1_000_000
 MAX_LABEL_LENGTH = 64
 
+# ``auto``: read from the training split's images and labels (preprocess
+# records what it chose in data/vocabulary.json and reports/data_report.json).
+AUTO: Literal["auto"] = "auto"
+Side = Annotated[int, Field(gt=0, le=MAX_IMAGE_SIDE)]
+Length = Annotated[int, Field(ge=1, le=MAX_LABEL_LENGTH)]
+
 
 class PreprocessParams(Section):
-    image_height: int = Field(50, gt=0, le=MAX_IMAGE_SIDE)
-    image_width: int = Field(200, gt=0, le=MAX_IMAGE_SIDE)
-    wrong_size: Literal["reject", "resize"] = "reject"
-    allowed_chars: str = "0123456789abcdefghijklmnopqrstuvwxyz"
-    min_label_length: int = Field(5, ge=1, le=MAX_LABEL_LENGTH)
-    max_label_length: int = Field(5, ge=1, le=MAX_LABEL_LENGTH)
+    image_height: Side | Literal["auto"] = AUTO
+    image_width: Side | Literal["auto"] = AUTO
+    # 1: grey, 3: colour; auto: colour when the training images are.
+    channels: Literal["auto", 1, 3] = AUTO
+    # An image of another size: resized to fit (aspect ratio kept, padded with
+    # its border colour) or rejected.
+    wrong_size: Literal["reject", "resize"] = "resize"
+    # The characters labels may hold; auto: those of the training labels.
+    allowed_chars: str = Field(AUTO, min_length=1)
+    min_label_length: Length | Literal["auto"] = AUTO
+    max_label_length: Length | Literal["auto"] = AUTO
     max_rejected_fraction: float = Field(0.05, ge=0, le=1)
     val_fraction: float = Field(0.1, gt=0, lt=1)
     test_fraction: float = Field(0.1, gt=0, lt=1)
@@ -67,14 +78,15 @@ class PreprocessParams(Section):
 
     @model_validator(mode="after")
     def _check(self) -> PreprocessParams:
-        if self.min_label_length > self.max_label_length:
+        low, high = self.min_label_length, self.max_label_length
+        if isinstance(low, int) and isinstance(high, int) and low > high:
             raise ValueError("min_label_length is larger than max_label_length")
         if self.val_fraction + self.test_fraction >= 1:
             raise ValueError("val_fraction + test_fraction leaves nothing to train on")
-        if self.image_height * self.image_width > MAX_IMAGE_PIXELS:
+        height, width = self.image_height, self.image_width
+        if isinstance(height, int) and isinstance(width, int) and height * width > MAX_IMAGE_PIXELS:
             raise ValueError(
-                f"image_height x image_width is {self.image_height * self.image_width} "
-                f"pixels, limit {MAX_IMAGE_PIXELS}"
+                f"image_height x image_width is {height * width} pixels, limit {MAX_IMAGE_PIXELS}"
             )
         return self
 
@@ -193,29 +205,13 @@ class Params(Section):
 
         Checked here, not by Keras an hour in: a pool larger than the feature map
         fails to build ("output size would be zero"), and too few columns (CTC time
-        steps) for the longest label make the loss infinite.
+        steps) for the longest label make the loss infinite. Sizes and lengths
+        set to ``auto`` are known only after preprocess: train checks them then.
         """
-        p, t = self.preprocess, self.train
-        height, width = p.image_height, p.image_width
-        strides = t.conv_strides or [(1, 1)] * len(t.conv_filters)
-        for block, ((sh, sw), (ph, pw)) in enumerate(zip(strides, t.conv_pool, strict=True), 1):
-            # Convolutions pad to "same" (a stride rounds up); pools drop the remainder.
-            height, width = math.ceil(height / sh) // ph, math.ceil(width / sw) // pw
-            if not (height and width):
-                raise ValueError(
-                    f"train.conv_strides and train.conv_pool leave nothing of the "
-                    f"{p.image_height}x{p.image_width} image (preprocess.image_height x "
-                    f"preprocess.image_width) after conv block {block} "
-                    f"(stride {sh}x{sw}, pool {ph}x{pw})"
-                )
-        # CTC needs a blank between two equal characters: up to 2n - 1 steps for n.
-        needed = 2 * p.max_label_length - 1
-        if width < needed:
-            raise ValueError(
-                f"train.conv_strides and train.conv_pool leave {width} time steps of the "
-                f"{p.image_width} columns (preprocess.image_width); "
-                f"preprocess.max_label_length {p.max_label_length} needs at least {needed}"
-            )
+        p = self.preprocess
+        sizes = (p.image_height, p.image_width, p.max_label_length)
+        if all(isinstance(n, int) for n in sizes):
+            check_network_fits(self.train, *sizes)  # type: ignore[arg-type]
         return self
 
     def flat(self, sections: tuple[str, ...] | None = None) -> dict[str, object]:
@@ -226,6 +222,30 @@ class Params(Section):
             if sections is None or section in sections
             for key, value in values.items()
         }
+
+
+def check_network_fits(t: TrainParams, image_height: int, image_width: int, max_label: int) -> None:
+    """ValueError naming the keys when ``t``'s conv blocks cannot read such images and labels."""
+    height, width = image_height, image_width
+    strides = t.conv_strides or [(1, 1)] * len(t.conv_filters)
+    for block, ((sh, sw), (ph, pw)) in enumerate(zip(strides, t.conv_pool, strict=True), 1):
+        # Convolutions pad to "same" (a stride rounds up); pools drop the remainder.
+        height, width = math.ceil(height / sh) // ph, math.ceil(width / sw) // pw
+        if not (height and width):
+            raise ValueError(
+                f"train.conv_strides and train.conv_pool leave nothing of the "
+                f"{image_height}x{image_width} image (preprocess.image_height x "
+                f"preprocess.image_width) after conv block {block} "
+                f"(stride {sh}x{sw}, pool {ph}x{pw})"
+            )
+    # CTC needs a blank between two equal characters: up to 2n - 1 steps for n.
+    needed = 2 * max_label - 1
+    if width < needed:
+        raise ValueError(
+            f"train.conv_strides and train.conv_pool leave {width} time steps of the "
+            f"{image_width} columns (preprocess.image_width); "
+            f"preprocess.max_label_length {max_label} needs at least {needed}"
+        )
 
 
 # The sections a trained model is made from: its MLflow run logs these as params.
@@ -257,15 +277,22 @@ def validate_params(raw: object, where: str) -> Params:
     try:
         return Params.model_validate(raw)
     except ValidationError as err:
-        problems = [_problem(e) for e in err.errors()]
-        raise ParamsError(f"{where}: {'; '.join(problems)}") from None
+        # A key that takes a number or ``auto`` fails both ways: one line for it.
+        found: dict[str, list[str]] = {}
+        for e in err.errors():
+            key, message = _problem(e)
+            found.setdefault(key, []).append(message)
+        lines = [f"{k}: {' or '.join(ms)}" if k else " ".join(ms) for k, ms in found.items()]
+        raise ParamsError(f"{where}: {'; '.join(lines)}") from None
 
 
-def _problem(error: Mapping[str, Any]) -> str:
-    """One pydantic error as ``section.key: what is wrong``; cross-section checks name their own."""
-    key = ".".join(str(p) for p in error["loc"])
+def _problem(error: Mapping[str, Any]) -> tuple[str, str]:
+    """A pydantic error as (``section.key``, what is wrong); cross-section checks name their own."""
+    loc = [str(p) for p in error["loc"]]
+    # Pydantic names the branch of a union that failed (``constrained-int``, ``literal['auto']``).
+    key = ".".join(p for p in loc if not p.startswith(("constrained-", "literal[")))
     message = str(error["ctx"]["error"]) if error["type"] == "value_error" else error["msg"]
-    return f"{key}: {message}" if key else message
+    return key, message
 
 
 def _non_finite(value: object, key: str = "") -> Iterator[tuple[str, float]]:

@@ -108,13 +108,15 @@ def log_dataset_inputs() -> None:
 def log_keras_model(model, example) -> None:
     """The trained network as the run's logged model ``model``, with a signature.
 
-    ``example``: a few (N, H, W) uint8 images.
+    ``example``: a few (N, H, W) or (N, H, W, C) uint8 images.
     """
     import keras
     import tensorflow as tf
     from mlflow.models import infer_signature
 
-    example = example[..., None].astype("float32")
+    from captcha_ocr.core.images import with_channels
+
+    example = with_channels(example).astype("float32")
     signature = infer_signature(example, model.predict(example, verbose=0))
     mlflow.keras.log_model(
         model,

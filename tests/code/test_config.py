@@ -99,7 +99,9 @@ def test_sections_refuse_non_finite_numbers_built_in_code():
         TrainParams(learning_rate=math.inf)
 
 
-# (params, the message's words); the project's image is 50x200, labels up to 5.
+# Sizes and lengths fixed (not auto, which train checks once preprocess has read them).
+FIXED = {"image_height": 50, "image_width": 200, "min_label_length": 5, "max_label_length": 5}
+# (params, the message's words); the image is 50x200, labels up to 5.
 UNBUILDABLE = [
     ({"train": {"conv_pool": [[64, 64], [2, 2]]}}, "pool 64x64"),
     ({"train": {"conv_strides": [[8, 8], [8, 8]]}}, "after conv block 2"),
@@ -114,13 +116,19 @@ UNBUILDABLE = [
 
 @pytest.mark.parametrize(("data", "message"), UNBUILDABLE)
 def test_params_that_build_no_network_are_refused_before_training(tmp_path, data, message):
+    data = data | {"preprocess": FIXED | data.get("preprocess", {})}
     with pytest.raises(ParamsError, match=message):
         load_params(write(tmp_path, data))
 
 
+def test_auto_sizes_are_left_to_train_to_check(tmp_path):
+    # The same unbuildable pools pass here: the image size is not known before preprocess.
+    load_params(write(tmp_path, {"train": {"conv_pool": [[64, 64], [2, 2]]}}))
+
+
 def test_just_enough_time_steps_for_the_longest_label_are_accepted(tmp_path):
     # 36 columns pooled twice by 2: 9 steps, a blank between each of 5 characters.
-    load_params(write(tmp_path, {"preprocess": {"image_width": 36}}))
+    load_params(write(tmp_path, {"preprocess": FIXED | {"image_width": 36}}))
 
 
 @pytest.mark.parametrize("name", ["captcha-ocr", "a.b_c-1", "X" * 100])

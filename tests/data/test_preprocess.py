@@ -13,6 +13,16 @@ from PIL import Image
 from captcha_ocr.config import PreprocessParams
 from captcha_ocr.steps.preprocess import DataError, _validate, preprocess, validate
 
+# captcha_images_v2's rules spelled out, in place of the auto defaults.
+V2 = {
+    "image_height": 50,
+    "image_width": 200,
+    "wrong_size": "reject",
+    "allowed_chars": "0123456789abcdefghijklmnopqrstuvwxyz",
+    "min_label_length": 5,
+    "max_label_length": 5,
+}
+
 
 @pytest.fixture
 def images_dir(tmp_path, captcha_pngs):
@@ -52,7 +62,7 @@ def test_bad_files_are_rejected_with_reasons(tmp_path, images_dir, captcha_pngs)
     (images_dir / "copy").mkdir()
     (images_dir / "copy" / f"{next(iter(captcha_pngs))}.png").write_bytes(good)
 
-    accepted, rejected = validate(images_dir, PreprocessParams())
+    accepted, rejected = validate(images_dir, PreprocessParams(**V2))
     reasons = {r["file"]: r["reason"] for r in rejected}
     assert len(accepted) == len(captcha_pngs)
     assert "not a readable image" in reasons["captcha_images_v2/abcdz.png"]

@@ -75,14 +75,31 @@ def test_a_refused_zip_keeps_the_old_zip_images_and_record(project, case):
 
 
 @pytest.mark.slow
-def test_a_folder_as_the_source_is_refused_by_name(project):
+def test_a_folder_with_a_link_out_of_it_is_refused_by_name(project):
     folder = project.root.parent / "my_captchas"
     folder.mkdir()
     (folder / "abcde.png").write_bytes(b"x")
+    (folder / "fghij.png").symlink_to("/etc/passwd")
     before = project.checksums()
     project.set_params("ingest", source=str(folder))
     result = project.run("ingest")
-    assert_refused(result, "my_captchas", "is a folder, not a zip", before=before,
+    assert_refused(result, "my_captchas", "refusing link 'fghij.png'", before=before,
+                   after=project.checksums())  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_labels_file_with_a_bad_row_is_refused_by_row(project):
+    folder = project.root.parent / "labelled"
+    folder.mkdir()
+    png = next((project.root / "data/raw/images").rglob("*.png")).read_bytes()
+    for name in ("0001.png", "0002.png"):
+        (folder / name).write_bytes(png)
+    (folder / "labels.csv").write_text("file,text\n0001.png,aB3dE\n0002.png,\n")
+    project.set_params("ingest", source=str(folder))
+    assert project.run("ingest").returncode == 0
+    before = project.checksums()
+    result = project.run("preprocess")
+    assert_refused(result, "labels.csv", "row 3: empty label for '0002.png'", before=before,
                    after=project.checksums())  # fmt: skip
 
 

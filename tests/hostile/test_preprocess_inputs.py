@@ -40,13 +40,14 @@ def test_params_that_cannot_fit_in_memory_are_refused_by_key(project, case):
 
 @pytest.mark.slow
 def test_too_many_rejections_keep_the_old_outputs_and_say_why(project):
-    # Every captcha has 5 characters: all of them are rejected.
+    # Every captcha has 5 characters: all of them are rejected, so no training
+    # image is left to read the auto params from.
     project.set_params("preprocess", min_label_length=6, max_label_length=6)
     before = project.checksums()
     result = project.run("preprocess")
     assert_refused(
         result,
-        "preprocess.max_rejected_fraction",
+        "936 of 936 files rejected, and none left in the training split",
         "label length 5 outside 6-6",
         before=before,
         after=project.checksums(),

@@ -25,6 +25,7 @@ from keras import layers, ops
 
 from captcha_ocr.config import TrainParams
 from captcha_ocr.core.ctc import character_confidences, greedy_decode
+from captcha_ocr.core.images import with_channels
 from captcha_ocr.core.vocabulary import BLANK_INDEX, Vocabulary
 from captcha_ocr.errors import CaptchaOcrError
 
@@ -32,15 +33,15 @@ PACKAGE = "captcha_ocr"
 
 
 def build_training_model(
-    params: TrainParams, height: int, width: int, num_classes: int
+    params: TrainParams, height: int, width: int, num_classes: int, channels: int = 1
 ) -> keras.Model:
-    image = keras.Input(shape=(height, width, 1), name="image")
+    image = keras.Input(shape=(height, width, channels), name="image")
     # Raw 0-255 pixels in, so callers never have to know the scaling.
     x = layers.Rescaling(1.0 / 255, name="rescale")(image)
     strides = params.conv_strides or [(1, 1)] * len(params.conv_filters)
     blocks = zip(params.conv_filters, strides, params.conv_pool, strict=True)
     for i, (filters, stride, pool) in enumerate(blocks, start=1):
-        # The first block sees one grey channel: nothing to separate there.
+        # The first block sees the image's one to three channels: little to separate there.
         if params.conv_separable and i > 1:
             conv = layers.SeparableConv2D(
                 filters,
@@ -112,19 +113,24 @@ def read_columns(x, params: TrainParams):
 def predict_texts(
     model: keras.Model, images: np.ndarray, vocabulary: Vocabulary, batch_size: int = 256
 ) -> tuple[list[str], np.ndarray]:
-    """Read a batch of (N, H, W) uint8 images with the training model."""
-    logits = model.predict(images[..., None], batch_size=batch_size, verbose=0)
+    """Read a batch of (N, H, W) or (N, H, W, C) uint8 images with the training model."""
+    logits = model.predict(with_channels(images), batch_size=batch_size, verbose=0)
     codes, confidence = greedy_decode(np.asarray(ops.softmax(logits, axis=-1)))
     return [vocabulary.decode(c) for c in codes], confidence
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class CTCGreedyDecoder(layers.Layer):
-    """Logits to character codes (padded with -1) and best-path probability."""
+    """Logits to character codes (padded with -1) and best-path probability.
 
-    def __init__(self, characters: str, **kwargs):
+    ``label_lengths`` (shortest, longest) of the labels it was trained on is
+    carried for the record (readers saved before it have none).
+    """
+
+    def __init__(self, characters: str, label_lengths: list[int] | None = None, **kwargs):
         super().__init__(**kwargs)
         self.characters = Vocabulary(characters).characters
+        self.label_lengths = list(label_lengths) if label_lengths else None
 
     def call(self, logits):
         log_probs = ops.log_softmax(logits, axis=-1)
@@ -144,14 +150,29 @@ class CTCGreedyDecoder(layers.Layer):
         )
 
     def get_config(self):
-        return {**super().get_config(), "characters": self.characters}
+        return {
+            **super().get_config(),
+            "characters": self.characters,
+            "label_lengths": self.label_lengths,
+        }
 
 
-def build_reader(training_model: keras.Model, vocabulary: Vocabulary) -> keras.Model:
-    """Image in, (codes, confidence) out; no label input, decoding included."""
-    codes, confidence = CTCGreedyDecoder(vocabulary.characters, name="ctc_decode")(
-        training_model.output
+def build_reader(
+    training_model: keras.Model,
+    vocabulary: Vocabulary,
+    label_lengths: tuple[int, int] | None = None,
+) -> keras.Model:
+    """Image in, (codes, confidence) out; no label input, decoding included.
+
+    The reader records what it reads: the image size and channels in its
+    input, the characters and label lengths in its decoder.
+    """
+    decoder = CTCGreedyDecoder(
+        vocabulary.characters,
+        list(label_lengths) if label_lengths else None,
+        name="ctc_decode",
     )
+    codes, confidence = decoder(training_model.output)
     return keras.Model(
         training_model.input, {"codes": codes, "confidence": confidence}, name="reader"
     )
@@ -160,14 +181,14 @@ def build_reader(training_model: keras.Model, vocabulary: Vocabulary) -> keras.M
 def export_saved_model(reader: keras.Model, path) -> None:
     """Write a TensorFlow SavedModel for TF Serving: pixels in, text out.
 
-    Signature ``serving_default``: ``image`` float32 (N, H, W, 1), raw 0-255
+    Signature ``serving_default``: ``image`` float32 (N, H, W, C), raw 0-255
     pixels as ``images.decode_image`` gives them; returns ``text`` (string)
     and ``confidence`` per image. The vocabulary lookup happens in the graph.
     """
     import tensorflow as tf
 
     characters = reader.get_layer("ctc_decode").characters
-    _, height, width, _ = reader.input.shape
+    _, height, width, channels = reader.input.shape
     archive = keras.export.ExportArchive()
     archive.track(reader)
 
@@ -182,7 +203,7 @@ def export_saved_model(reader: keras.Model, path) -> None:
     archive.add_endpoint(
         "serving_default",
         serve,
-        input_signature=[tf.TensorSpec((None, height, width, 1), tf.float32, name="image")],
+        input_signature=[tf.TensorSpec((None, height, width, channels), tf.float32, name="image")],
     )
     archive.write_out(str(path), verbose=False)
 
@@ -207,7 +228,8 @@ class CaptchaReader:
         self.model = model
         decoder = model.get_layer("ctc_decode")
         self.vocabulary = Vocabulary(decoder.characters)
-        _, self.height, self.width, _ = model.input.shape
+        self.label_lengths = getattr(decoder, "label_lengths", None)
+        _, self.height, self.width, self.channels = model.input.shape
         # One traced graph for every batch size: ``model.predict`` pays a large
         # per-call overhead and eager calls run the LSTM step by step in Python.
         self._infer = self._trace(model)
@@ -218,7 +240,9 @@ class CaptchaReader:
 
         return tf.function(
             lambda x: model(x, training=False),
-            input_signature=[tf.TensorSpec((None, self.height, self.width, 1), tf.float32)],
+            input_signature=[
+                tf.TensorSpec((None, self.height, self.width, self.channels), tf.float32)
+            ],
         )
 
     @classmethod
@@ -238,10 +262,10 @@ class CaptchaReader:
             raise ModelLoadError(f"{path}: not a captcha reader ({err})") from None
 
     def read(self, images: np.ndarray, batch_size: int = 256) -> tuple[list[str], np.ndarray]:
-        """(N, H, W) uint8 images to texts and confidences."""
+        """(N, H, W) or (N, H, W, C) uint8 images to texts and confidences."""
         codes, confidence = [], []
         for start in range(0, len(images), batch_size):
-            batch = images[start : start + batch_size, ..., None].astype("float32")
+            batch = with_channels(images[start : start + batch_size]).astype("float32")
             out = self._infer(batch)
             codes.extend(out["codes"].numpy().tolist())
             confidence.append(out["confidence"].numpy())
@@ -255,7 +279,7 @@ class CaptchaReader:
             decoder = self.model.get_layer("ctc_decode")
             detailed = keras.Model(self.model.input, {"logits": decoder.input, **self.model.output})
             infer = self._infer_logits = self._trace(detailed)
-        out = infer(images[..., None].astype("float32"))
+        out = infer(with_channels(images).astype("float32"))
         texts = [self.vocabulary.decode(row) for row in out["codes"].numpy().tolist()]
         return readings(texts, out["confidence"].numpy(), out["logits"].numpy())
 

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 from captcha_ocr.config import TrainParams
+from captcha_ocr.core.images import with_channels
 from captcha_ocr.core.metrics import character_error_rate, exact_match
 from captcha_ocr.core.model import PACKAGE, predict_texts
 from captcha_ocr.core.vocabulary import Vocabulary
@@ -78,7 +79,8 @@ def training_inputs(images: np.ndarray, labels: np.ndarray, p: TrainParams) -> d
     would follow it into the ONNX file, which has no op for it.)
     """
     if not p.augment_squeeze:
-        return {"x": images[..., None], "y": labels, "batch_size": p.batch_size, "shuffle": True}
+        x = with_channels(images)
+        return {"x": x, "y": labels, "batch_size": p.batch_size, "shuffle": True}
     import tensorflow as tf
 
     # Zooming the width out crowds the characters together and keeps the
@@ -90,7 +92,7 @@ def training_inputs(images: np.ndarray, labels: np.ndarray, p: TrainParams) -> d
         seed=p.seed,
     )
     batches = (
-        tf.data.Dataset.from_tensor_slices((images[..., None].astype("float32"), labels))
+        tf.data.Dataset.from_tensor_slices((with_channels(images).astype("float32"), labels))
         .shuffle(len(images), seed=p.seed, reshuffle_each_iteration=True)
         .batch(p.batch_size)
         .map(lambda x, y: (squeeze(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)

@@ -24,6 +24,7 @@ import keras
 import numpy as np
 
 from captcha_ocr.core.ctc import greedy_decode
+from captcha_ocr.core.images import with_channels
 from captcha_ocr.core.model import ModelLoadError, Reading, readings
 from captcha_ocr.core.vocabulary import Vocabulary
 
@@ -33,8 +34,8 @@ CALIBRATION_BATCH = 32
 def export_onnx(network: keras.Model, path) -> None:
     """Write the trained network (pixels in, logits out) as ONNX."""
     # Keras exports only a model that has been called at least once.
-    _, height, width, _ = network.input.shape
-    network(np.zeros((1, height, width, 1), dtype="float32"), training=False)
+    _, height, width, channels = network.input.shape
+    network(np.zeros((1, height, width, channels), dtype="float32"), training=False)
     network.export(str(path), format="onnx", verbose=False)
 
 
@@ -44,7 +45,7 @@ def quantize_onnx(float_path, int8_path, calibration_images: np.ndarray) -> None
     Static quantization in QDQ form (QuantizeLinear/DequantizeLinear pairs
     around each op, a standard any ONNX runtime reads): weights int8 per output
     channel, activations uint8, each activation's range the min and max seen
-    on the calibration images, (N, H, W) uint8 as the splits hold them.
+    on the calibration images, (N, H, W) or (N, H, W, C) uint8 as the splits hold them.
     """
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -56,11 +57,13 @@ def quantize_onnx(float_path, int8_path, calibration_images: np.ndarray) -> None
     if len(calibration_images) == 0:
         raise ValueError("quantize_onnx needs at least one calibration image")
 
+    pixels = with_channels(calibration_images).astype("f4")
+
     class Batches(CalibrationDataReader):
         def __init__(self, input_name: str):
             self.batches = iter(
-                {input_name: calibration_images[i : i + CALIBRATION_BATCH, ..., None].astype("f4")}
-                for i in range(0, len(calibration_images), CALIBRATION_BATCH)
+                {input_name: pixels[i : i + CALIBRATION_BATCH]}
+                for i in range(0, len(pixels), CALIBRATION_BATCH)
             )
 
         def get_next(self):
@@ -103,12 +106,13 @@ class OnnxReader:
             str(path), options, providers=["CPUExecutionProvider"]
         )
         self.input_name = self.session.get_inputs()[0].name
-        _, self.height, self.width, _ = self.session.get_inputs()[0].shape
+        _, self.height, self.width, self.channels = self.session.get_inputs()[0].shape
         self.vocabulary = vocabulary
 
     def logits(self, images: np.ndarray) -> np.ndarray:
-        """(N, H, W) uint8 images to (N, columns, classes) logits."""
-        return self.session.run(None, {self.input_name: images[..., None].astype("float32")})[0]
+        """(N, H, W) or (N, H, W, C) uint8 images to (N, columns, classes) logits."""
+        batch = with_channels(images).astype("float32")
+        return self.session.run(None, {self.input_name: batch})[0]
 
     def read(self, images: np.ndarray) -> tuple[list[str], np.ndarray]:
         """(N, H, W) uint8 images to texts and confidences."""
@@ -132,10 +136,11 @@ class OpenVinoReader:
             raise FileNotFoundError(f"{path}: no such ONNX file")
         self.core = openvino.Core()
         self.network = self.core.read_model(str(path))
-        # Every axis but the batch is fixed: (N, H, W, 1) in, (N, columns, classes) out.
-        _, height, width, _ = self.network.input().get_partial_shape()
+        # Every axis but the batch is fixed: (N, H, W, C) in, (N, columns, classes) out.
+        _, height, width, channels = self.network.input().get_partial_shape()
         _, columns, classes = self.network.output().get_partial_shape()
         self.height, self.width = height.get_length(), width.get_length()
+        self.channels = channels.get_length()
         self.output_shape = (columns.get_length(), classes.get_length())
         self.vocabulary = vocabulary
         self.max_batch, self.cached_sizes = max_batch, cached_sizes
@@ -148,7 +153,7 @@ class OpenVinoReader:
             self._requests.move_to_end(batch)
             return self._requests[batch]
         network = self.network.clone()
-        network.reshape([batch, self.height, self.width, 1])
+        network.reshape([batch, self.height, self.width, self.channels])
         config = {
             # One stream with every core on each request; here that is also
             # the most images/s for batches of 1 to 64.
@@ -165,10 +170,15 @@ class OpenVinoReader:
         return self._requests[batch]
 
     def logits(self, images: np.ndarray) -> np.ndarray:
-        """(N, H, W) uint8 images to (N, columns, classes) logits."""
-        if images.ndim != 3 or images.shape[1:] != (self.height, self.width):
+        """(N, H, W) or (N, H, W, C) uint8 images to (N, columns, classes) logits."""
+        if images.ndim not in (3, 4) or with_channels(images).shape[1:] != (
+            self.height,
+            self.width,
+            self.channels,
+        ):
+            colour = f", {self.channels}" if self.channels > 1 else ""
             raise ValueError(
-                f"expected (N, {self.height}, {self.width}) images, got {images.shape}"
+                f"expected (N, {self.height}, {self.width}{colour}) images, got {images.shape}"
             )
         runs = [np.zeros((0, *self.output_shape), dtype="float32")]
         with self._lock:
@@ -176,7 +186,8 @@ class OpenVinoReader:
                 batch = images[start : start + self.max_batch]
                 request = self._request(len(batch))
                 # Copied: the output is a view of the request's buffer, rewritten next call.
-                runs.append(request.infer({0: batch[..., None].astype("float32")})[0].copy())
+                pixels = with_channels(batch).astype("float32")
+                runs.append(request.infer({0: pixels})[0].copy())
         return np.concatenate(runs)
 
     def read(self, images: np.ndarray) -> tuple[list[str], np.ndarray]:

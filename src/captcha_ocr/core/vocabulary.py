@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 BLANK_INDEX = 0
@@ -49,10 +49,12 @@ class Vocabulary:
         """Indices to text; blanks and padding (anything < 1) are dropped."""
         return "".join(self.characters[i - 1] for i in indices if i > BLANK_INDEX)
 
-    def save(self, path: Path) -> None:
+    def save(self, path: Path, spec: ReadingSpec | None = None) -> None:
+        """The characters, and what the reader reads (image size, channels, label lengths)."""
         from captcha_ocr.files import write_json
 
-        write_json(path, {"characters": self.characters, "blank_index": BLANK_INDEX})
+        extra = asdict(spec) if spec else {}
+        write_json(path, {"characters": self.characters, "blank_index": BLANK_INDEX, **extra})
 
     @classmethod
     def load(cls, path: Path) -> Vocabulary:
@@ -63,3 +65,23 @@ class Vocabulary:
                 f"this version of captcha_ocr ({BLANK_INDEX})"
             )
         return cls(data["characters"])
+
+
+@dataclass(frozen=True)
+class ReadingSpec:
+    """What preprocess chose (``auto`` params resolved) and every reader must read alike."""
+
+    image_height: int
+    image_width: int
+    channels: int
+    min_label_length: int
+    max_label_length: int
+
+    @classmethod
+    def load(cls, path: Path) -> ReadingSpec | None:
+        """The spec saved beside the characters; None in a vocabulary.json from before it."""
+        data = json.loads(Path(path).read_text())
+        names = [f.name for f in fields(cls)]
+        if not all(name in data for name in names):
+            return None
+        return cls(**{name: int(data[name]) for name in names})

@@ -94,6 +94,7 @@ def local_test_split(split: str) -> str | None:
 
 def rescore_registered(model_name: str, version: str, split: str) -> Rescore:
     """Version ``version``'s exact match and CER on the test split here, which is ``split``."""
+    from captcha_ocr.core.images import channels_of
     from captcha_ocr.core.metrics import character_error_rate, exact_match
     from captcha_ocr.steps.preprocess import load_split
 
@@ -101,10 +102,12 @@ def rescore_registered(model_name: str, version: str, split: str) -> Rescore:
         raise RescoreError(problem)
     reader = load_registered_reader(model_name, version)
     images = load_split("test")["images"]
-    if images.shape[1:] != (reader.height, reader.width):
+    found = (images.shape[1], images.shape[2], channels_of(images))
+    if found != (reader.height, reader.width, reader.channels):
         raise RescoreError(
-            f"{model_name} v{version} reads {reader.height}x{reader.width} images, the test "
-            f"split has {images.shape[1]}x{images.shape[2]}"
+            f"{model_name} v{version} reads {reader.height}x{reader.width} images with "
+            f"{reader.channels} channel(s), the test split has {found[0]}x{found[1]} "
+            f"with {found[2]}"
         )
     labels = pd.read_csv(paths.split_csv("test"), dtype=str)["label"].tolist()
     texts, _ = reader.read(images)

@@ -201,7 +201,9 @@ def create_app(
     # One model call at a time: the first one traces the graph, and two cores
     # gain nothing from more.
     lock = threading.Lock()
-    blank = np.full((1, predictor.reader.height, predictor.reader.width), 255, dtype=np.uint8)
+    reader = predictor.reader
+    shape = (1, reader.height, reader.width) + ((reader.channels,) if reader.channels > 1 else ())
+    blank = np.full(shape, 255, dtype=np.uint8)
     predictor.reader.read_characters(blank)
 
     def read(name: str, data: bytes) -> dict:

@@ -96,7 +96,8 @@ class Predictor:
 
     def decode(self, data: bytes) -> np.ndarray:
         """One image as the reader eats it; ImageError if it is none, or over the limits."""
-        return decode_upload(data, self.reader.height, self.reader.width)
+        reader = self.reader
+        return decode_upload(data, reader.height, reader.width, reader.channels)
 
     def read(self, images: list[np.ndarray]) -> tuple[list[str], np.ndarray]:
         return self.reader.read(np.stack(images))

@@ -31,7 +31,7 @@ MAX_IMAGE_BYTES = 2 * 1024 * 1024
 MAX_IMAGE_PIXELS = 2048 * 2048
 
 
-def decode_upload(data: bytes, height: int, width: int) -> np.ndarray:
+def decode_upload(data: bytes, height: int, width: int, channels: int = 1) -> np.ndarray:
     """One image as the reader eats it, within the limits every entry point shares.
 
     ImageTooLarge over the byte or pixel limit (checked before decoding),
@@ -39,15 +39,17 @@ def decode_upload(data: bytes, height: int, width: int) -> np.ndarray:
     """
     if len(data) > MAX_IMAGE_BYTES:
         raise ImageTooLarge(f"image of {len(data)} bytes, limit {MAX_IMAGE_BYTES}")
-    return decode_image(data, height, width, resize=True, max_pixels=MAX_IMAGE_PIXELS)
+    return decode_image(
+        data, height, width, resize=True, max_pixels=MAX_IMAGE_PIXELS, channels=channels
+    )
 
 
 def bad_request(message: str) -> MlflowException:
     return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
 
 
-def decode_batch(frame: pd.DataFrame, height: int, width: int) -> np.ndarray:
-    """Base64 column to an (N, height, width) uint8 batch; errors name the row."""
+def decode_batch(frame: pd.DataFrame, height: int, width: int, channels: int = 1) -> np.ndarray:
+    """Base64 column to an (N, height, width[, channels]) uint8 batch; errors name the row."""
     if INPUT_COLUMN not in frame.columns:
         raise bad_request(f"expected a column {INPUT_COLUMN!r} of base64 images")
     if len(frame) == 0:
@@ -63,7 +65,7 @@ def decode_batch(frame: pd.DataFrame, height: int, width: int) -> np.ndarray:
         except (binascii.Error, ValueError):
             raise bad_request(f"row {row}: not valid base64") from None
         try:
-            images.append(decode_upload(data, height, width))
+            images.append(decode_upload(data, height, width, channels))
         except ImageError as err:
             raise bad_request(f"row {row}: {err}") from None
     return np.stack(images)
@@ -78,7 +80,8 @@ class CaptchaReaderModel(PythonModel):
         self.reader = CaptchaReader.load(context.artifacts["reader"])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:  # noqa: ARG002
-        images = decode_batch(model_input, self.reader.height, self.reader.width)
+        reader = self.reader
+        images = decode_batch(model_input, reader.height, reader.width, reader.channels)
         texts, confidence = self.reader.read(images)
         return pd.DataFrame({"text": texts, "confidence": confidence.astype("float64")})
 

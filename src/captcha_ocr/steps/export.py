@@ -34,7 +34,7 @@ from captcha_ocr import paths, tracking
 from captcha_ocr.config import Params, load_params
 from captcha_ocr.core.model import CaptchaReader, build_reader, export_saved_model, predict_texts
 from captcha_ocr.core.runtimes import OnnxReader, OpenVinoReader, export_onnx, quantize_onnx
-from captcha_ocr.core.vocabulary import Vocabulary
+from captcha_ocr.core.vocabulary import ReadingSpec, Vocabulary
 from captcha_ocr.errors import CaptchaOcrError
 from captcha_ocr.files import atomic_dir, atomic_path, write_json
 from captcha_ocr.lineage import data_tags
@@ -49,7 +49,9 @@ class ExportError(CaptchaOcrError):
 def export(params: Params) -> Path:
     vocabulary = Vocabulary.load(paths.VOCABULARY)
     model = keras.saving.load_model(paths.TRAINED_MODEL, safe_mode=True)
-    reader = CaptchaReader(build_reader(model, vocabulary))
+    spec = ReadingSpec.load(paths.VOCABULARY)
+    lengths = (spec.min_label_length, spec.max_label_length) if spec else None
+    reader = CaptchaReader(build_reader(model, vocabulary, lengths))
 
     images = load_split("test")["images"]
     expected, _ = predict_texts(model, images, vocabulary)
@@ -81,7 +83,8 @@ def write_and_register(
     export_saved_model(reader.model, in_folder(folder, paths.SAVED_MODEL))
     onnx = in_folder(folder, paths.ONNX_NETWORK)
     export_onnx(model, onnx)
-    vocabulary.save(in_folder(folder, paths.ONNX_VOCABULARY))
+    # With what preprocess chose (size, channels, label lengths): what readers read by.
+    vocabulary.save(in_folder(folder, paths.ONNX_VOCABULARY), ReadingSpec.load(paths.VOCABULARY))
     check_agrees("the ONNX model", OnnxReader(onnx, vocabulary).read(images)[0], got)
     if params.export.int8:
         export_int8(folder, params.export.calibration_images, vocabulary, images, got)

@@ -1,8 +1,8 @@
-"""Step 1, ingest: fetch the captcha zip, record its digest, unpack it safely.
+"""Step 1, ingest: fetch the captcha zip (or zip a folder), record its digest, unpack it safely.
 
 The source is a URL (default: the upstream archive; ``s3://`` and the other
-storages of DVC remotes too), a local path, or a path in a DVC repository at a
-revision (``ingest.repo``, ``ingest.rev``; see ``captcha_ocr.sources``), from
+storages of DVC remotes too), a local path to a zip or a folder, or a path in
+a DVC repository at a revision (``ingest.repo``, ``ingest.rev``; see ``captcha_ocr.sources``), from
 params.yaml and nowhere else: DVC sees params, so a new
 source reruns the step and dvc.lock records it. The zip, the unpacked images
 and ``ingest.json`` are written beside their targets and moved into place
@@ -140,16 +140,61 @@ def check_digest(shown: str, path: Path, expected_sha256: str | None) -> None:
 def _copy_local(source: str, target: Path) -> None:
     local = Path(source.removeprefix("file://")).expanduser()
     if local.is_dir():
-        raise IngestError(
-            f"source {source!r} is a folder, not a zip: name the captcha zip itself, "
-            "or zip the folder first"
-        )
+        zip_folder(local, target, repr(source))
+        return
     if not local.is_file():
         raise IngestError(f"source {source!r}: no such file")
     try:
         shutil.copyfile(local, target)
     except OSError as err:
         raise IngestError(f"source {source!r}: cannot be read ({err.strerror})") from None
+
+
+def zip_folder(folder: Path, target: Path, shown: str) -> None:
+    """Zip a folder of captchas to ``target``, the same bytes for the same files.
+
+    Names are sorted and dates and modes fixed, so the zip's sha256 (the data
+    version) depends on the files' names and bytes alone. Links (even to a file
+    inside), and anything that is neither a file nor a folder, are refused by
+    name, as in a zip; so are folders past the zip limits. The zip is then
+    unpacked with the same checks as any other.
+    """
+    files: list[tuple[str, Path]] = []
+    total = 0
+    for top, folders, names in os.walk(folder, followlinks=False):
+        for name in sorted(folders + names):
+            path = Path(top, name)
+            rel = path.relative_to(folder).as_posix()
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode):
+                raise IngestError(
+                    f"source {shown}: refusing link {rel!r} (to {str(path.readlink())!r}); "
+                    "copy the file itself into the folder"
+                )
+            if stat.S_ISREG(mode):
+                files.append((rel, path))
+                total += path.stat().st_size
+            elif not stat.S_ISDIR(mode):
+                raise IngestError(f"source {shown}: refusing {rel!r}, which is not a file")
+        if len(files) > MAX_ENTRIES or total > MAX_TOTAL_BYTES:
+            raise IngestError(
+                f"source {shown}: over {MAX_ENTRIES} files or {MAX_TOTAL_BYTES} bytes"
+            )
+    if not files:
+        raise IngestError(f"source {shown}: the folder holds no files")
+    with zipfile.ZipFile(target, "w") as archive:
+        for rel, path in sorted(files):
+            entry = zipfile.ZipInfo(rel, date_time=(1980, 1, 1, 0, 0, 0))
+            entry.external_attr = (stat.S_IFREG | 0o644) << 16
+            # Stored: images are compressed already, and a flat BMP deflated would
+            # pass the zip-bomb ratio.
+            entry.compress_type = zipfile.ZIP_STORED
+            try:
+                archive.writestr(entry, path.read_bytes())
+            except OSError as err:
+                raise IngestError(
+                    f"source {shown}: {rel!r} cannot be read ({err.strerror})"
+                ) from None
 
 
 def _download(url: str, target: Path) -> None:
@@ -262,11 +307,20 @@ def _check_member(name: str, m: zipfile.ZipInfo) -> None:
 def _check_names(name: str, members: list[zipfile.ZipInfo]) -> None:
     """Each file once, and no file where another entry needs a folder."""
     files: set[PurePosixPath] = set()
+    folded: dict[str, str] = {}
     for m in members:
         path = PurePosixPath(m.filename.replace("\\", "/"))
         if path in files:
             raise IngestError(f"{name}: refusing entry {m.filename!r}, which appears twice")
         files.add(path)
+        other = folded.setdefault(str(path).casefold(), m.filename)
+        if other != m.filename:
+            print(
+                f"warning: {name}: {other!r} and {m.filename!r} differ only in case: on "
+                "case-insensitive storage (macOS, Windows) one overwrites the other; name the "
+                "files 0001.png, ... and give the labels in a labels.csv (docs/operations.md)",
+                file=sys.stderr,
+            )
     folders = {parent for path in files for parent in path.parents}
     if clash := sorted(files & folders):
         raise IngestError(

@@ -1,13 +1,16 @@
 """Step 2, preprocess: check every image, split the good ones, write arrays.
 
-Each file is accepted only if its name is a valid label (allowed characters,
-allowed length) and its bytes decode to an image of the expected size (or one
-we may resize, as params say). Two files with the same bytes are one sample
-(the copy is listed in the report) unless their labels differ, which rejects
-both; two different images with the same text are two samples. Rejected files
-go to the data report with the reason; the step fails when too many are
-rejected, naming the first reasons. Its four outputs are replaced together or
-not at all.
+Each file is accepted only if its label (its name, or its row in the set's
+``labels.csv``: ``steps/labels.py``) is valid (allowed characters, allowed
+length) and its bytes decode to an image of the expected size (or one we may
+resize, as params say). Params set to ``auto`` are read from the training
+images first (``steps/data_spec.py``); what they became is recorded in
+``data/vocabulary.json``, which every reader reads by, and in the report. Two
+files with the same bytes are one sample (the copy is listed in the report)
+unless their labels differ, which rejects both; two different images with the
+same text are two samples. Rejected files go to the data report with the
+reason; the step fails when too many are rejected, naming the first reasons.
+Its four outputs are replaced together or not at all.
 
 Each image's split follows from its bytes alone (``core.splits``), so adding
 or removing images moves no other one. Each split CSV row records the image's
@@ -19,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,22 +31,17 @@ import pandas as pd
 
 from captcha_ocr import paths
 from captcha_ocr.config import PreprocessParams, load_params
-from captcha_ocr.core.images import ImageError, decode_image
+from captcha_ocr.core.images import ImageError
 from captcha_ocr.core.splits import SPLITS, assign, content_digest, position, split_digest
-from captcha_ocr.core.vocabulary import Vocabulary
-from captcha_ocr.errors import CaptchaOcrError
+from captcha_ocr.core.vocabulary import ReadingSpec, Vocabulary
 from captcha_ocr.files import all_or_nothing, atomic_path, write_json
+from captcha_ocr.steps.data_spec import DataError, DataFile, Resolved, reasons, resolve
+from captcha_ocr.steps.labels import LabelsError, labelled_files
 
 # The columns of data/splits/*.csv.
 COLUMNS = ("file", "label", "sha256", "first_seen")
 # Decoded pixels (bytes) preprocess may hold: every image at the params' size.
 MAX_DECODED_BYTES = 4 * 2**30
-# Rejections named in the error when there are too many.
-SHOWN_REASONS = 3
-
-
-class DataError(CaptchaOcrError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -56,23 +52,15 @@ class Sample:
     sha256: str  # of the file's bytes: the sample's identity
 
 
-def data_files(images_dir: Path) -> list[Path]:
-    """Every file under ``images_dir`` in sorted order, OS metadata left out."""
-    return sorted(
-        p
-        for p in images_dir.rglob("*")
-        if p.is_file() and not p.name.startswith(".") and "__MACOSX" not in p.parts
-    )
-
-
-def check_memory(files: int, params: PreprocessParams) -> None:
-    """Refuse before decoding when every image at the params' size would not fit in memory."""
-    needed = files * params.image_height * params.image_width
+def check_memory(files: int, spec: ReadingSpec) -> None:
+    """Refuse before decoding when every image at the chosen size would not fit in memory."""
+    needed = files * spec.image_height * spec.image_width * spec.channels
     if needed > MAX_DECODED_BYTES:
         raise DataError(
             f"{files} images of preprocess.image_height x image_width = "
-            f"{params.image_height}x{params.image_width} need {needed / 2**30:.1f} GiB, "
-            f"limit {MAX_DECODED_BYTES / 2**30:.0f} GiB; use smaller images"
+            f"{spec.image_height}x{spec.image_width} ({spec.channels} channel(s)) need "
+            f"{needed / 2**30:.1f} GiB, limit {MAX_DECODED_BYTES / 2**30:.0f} GiB; "
+            "use smaller images"
         )
 
 
@@ -89,53 +77,53 @@ def validate(images_dir: Path, params: PreprocessParams) -> tuple[list[Sample], 
 def _validate(
     images_dir: Path, params: PreprocessParams
 ) -> tuple[list[Sample], list[dict], list[dict]]:
+    files = read_files(images_dir)
+    return check_files(files, resolve(params, files))
+
+
+def read_files(images_dir: Path) -> list[DataFile]:
+    """Every labelled file with its digest (labels from file names or ``labels.csv``)."""
+    try:
+        labelled, _ = labelled_files(images_dir)
+    except LabelsError as err:
+        raise DataError(str(err)) from None
+    return [
+        DataFile(f.file, f.path, f.label, content_digest(f.path.read_bytes())) for f in labelled
+    ]
+
+
+def check_files(
+    files: list[DataFile], resolved: Resolved
+) -> tuple[list[Sample], list[dict], list[dict]]:
     accepted: dict[str, Sample] = {}  # by sha256
     rejected: list[dict] = []
     duplicates: list[dict] = []
     mislabelled: dict[str, list[str]] = {}  # sha256 -> the other files with those bytes
-    for path in data_files(images_dir):
-        rel = path.relative_to(images_dir).as_posix()
-        data = path.read_bytes()
-        digest = content_digest(data)
-        reason = _label_problem(path.stem, params)
+    for entry in files:
+        rel, digest, label = entry.file, entry.sha256, entry.label
+        reason = resolved.label_problem(label)
         if reason is None and digest in accepted:
             first = accepted[digest]
-            if first.label == path.stem:
+            if first.label == label:
                 duplicates.append({"file": rel, "same_bytes_as": first.file})
                 continue
             mislabelled.setdefault(digest, []).append(rel)
             reason = f"same image as {first.file}, which is labelled {first.label!r}"
         if reason is None:
             try:
-                image = _decode(data, params)
+                image = resolved.decode(entry.path.read_bytes())
             except ImageError as err:
                 reason = str(err)
         if reason:
             rejected.append({"file": rel, "reason": reason})
         else:
-            accepted[digest] = Sample(rel, path.stem, image, digest)
+            accepted[digest] = Sample(rel, label, image, digest)
     for digest, others in mislabelled.items():
         # Which label is right cannot be told: neither copy is used.
         first = accepted.pop(digest)
         reason = f"same image as {', '.join(others)} under another label"
         rejected.append({"file": first.file, "reason": reason})
     return list(accepted.values()), rejected, duplicates
-
-
-def _label_problem(label: str, params: PreprocessParams) -> str | None:
-    if not params.min_label_length <= len(label) <= params.max_label_length:
-        return (
-            f"label length {len(label)} outside {params.min_label_length}-{params.max_label_length}"
-        )
-    if bad := sorted(set(label) - set(params.allowed_chars)):
-        return f"label has characters outside preprocess.allowed_chars: {bad}"
-    return None
-
-
-def _decode(data: bytes, params: PreprocessParams) -> np.ndarray:
-    return decode_image(
-        data, params.image_height, params.image_width, resize=params.wrong_size == "resize"
-    )
 
 
 def split(samples: list[Sample], params: PreprocessParams) -> dict[str, list[Sample]]:
@@ -211,7 +199,7 @@ def split_identity(name: str = "test", splits_dir: Path = paths.SPLITS) -> str:
 def to_arrays(
     samples: list[Sample], vocabulary: Vocabulary, max_label_length: int
 ) -> dict[str, np.ndarray]:
-    """Images (N, H, W) uint8 and labels (N, max_len) int32, padded with the blank."""
+    """Images (N, H, W) or (N, H, W, 3) uint8, labels (N, max_len) int32 padded with the blank."""
     labels = np.zeros((len(samples), max_label_length), dtype=np.int32)
     for row, sample in enumerate(samples):
         codes = vocabulary.encode(sample.label)
@@ -232,21 +220,34 @@ def preprocess(
         raise DataError(f"{images_dir}: no images folder; run the ingest step first")
     version = data_version(info_path)
     first_seen = first_seen_before(splits_dir)
-    check_memory(len(data_files(images_dir)), params)
-    accepted, rejected, duplicates = _validate(images_dir, params)
+    files = read_files(images_dir)
+    resolved = resolve(params, files)
+    check_memory(len(files), resolved.spec)
+    accepted, rejected, duplicates = check_files(files, resolved)
     total = len(accepted) + len(rejected) + len(duplicates)
     share = len(rejected) / total if total else 1.0
     if not accepted or share > params.max_rejected_fraction:
         raise DataError(
             f"{len(rejected)} of {total} files rejected ({share:.1%}), more than "
             f"preprocess.max_rejected_fraction={params.max_rejected_fraction}; "
-            f"{_reasons(rejected)}"
+            f"{reasons(rejected)}"
         )
     vocabulary = Vocabulary.from_labels(s.label for s in accepted)
     parts = split(accepted, params)
     frames = {name: split_frame(parts[name], first_seen, version) for name in SPLITS}
     report = _report(images_dir, version, total, accepted, rejected, duplicates, frames)
     report["vocabulary"] = vocabulary.characters
+    # What the auto params became: the reader is built for, and reads by, these.
+    report["resolved"] = resolved.report()
+    spec = resolved.spec
+    report["outside_training"] = outside = [
+        {"file": s.file, "split": name, "label": s.label, "why": why}
+        for name in ("val", "test")
+        for s in parts[name]
+        if (why := resolved.outside_training(s.label))
+    ]
+    # Room for every label kept, also one longer than any training label.
+    width = max([spec.max_label_length, *(len(s.label) for s in accepted)])
     # Splits, arrays, vocabulary and report move in together or not at all: a
     # failure half-way must not leave new splits beside old arrays.
     with all_or_nothing():
@@ -254,10 +255,10 @@ def preprocess(
             for name in SPLITS:
                 with atomic_path(splits_dir / f"{name}.csv") as tmp:
                     frames[name].to_csv(tmp, index=False)
-                arrays = to_arrays(parts[name], vocabulary, params.max_label_length)
+                arrays = to_arrays(parts[name], vocabulary, width)
                 with atomic_path(arrays_dir / f"{name}.npz") as tmp:
                     np.savez_compressed(tmp, images=arrays["images"], labels=arrays["labels"])
-            vocabulary.save(vocabulary_path)
+            vocabulary.save(vocabulary_path, spec)
             write_json(report_path, report)
         except OSError as err:
             raise DataError(
@@ -269,6 +270,17 @@ def preprocess(
         f"{len(duplicates)} copies of others; split {report['splits']} "
         f"({report['new_images']} new in data version {version[:12]}); "
         f"vocabulary {vocabulary.characters!r}"
+    )
+    auto = f" (auto: {', '.join(resolved.auto)})" if resolved.auto else ""
+    if outside:
+        print(
+            f"warning: {len(outside)} validation/test labels have what no training label has "
+            f"(first: {outside[0]['file']}: {outside[0]['why']}); the model cannot read them "
+            f"right, and they count in its scores (all in {report_path}, outside_training)"
+        )
+    print(
+        f"preprocess: images {spec.image_width}x{spec.image_height}, {spec.channels} channel(s), "
+        f"labels of {spec.min_label_length}-{spec.max_label_length} characters{auto}"
     )
     return report
 
@@ -299,15 +311,6 @@ def _report(
         },
         "new_images": sum(int((f["first_seen"] == version).sum()) for f in frames.values()),
     }
-
-
-def _reasons(rejected: list[dict]) -> str:
-    """The first few rejections, and a file (not a step output) with all of them."""
-    first = "; ".join(f"{r['file']}: {r['reason']}" for r in rejected[:SHOWN_REASONS])
-    fd, path = tempfile.mkstemp(prefix="captcha-ocr-rejected-", suffix=".json")
-    with os.fdopen(fd, "w") as out:
-        json.dump(rejected, out, indent=2)
-    return f"first: {first}; all {len(rejected)} reasons in {path}"
 
 
 def load_split(name: str, arrays_dir: Path = paths.PREPARED) -> dict[str, np.ndarray]:

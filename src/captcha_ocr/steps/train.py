@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import keras
 import mlflow
@@ -29,7 +29,15 @@ import numpy as np
 import pandas as pd
 
 from captcha_ocr import paths, tracking
-from captcha_ocr.config import MODEL_SECTIONS, Params, TrainParams, load_params
+from captcha_ocr.config import (
+    MODEL_SECTIONS,
+    Params,
+    ParamsError,
+    TrainParams,
+    check_network_fits,
+    load_params,
+)
+from captcha_ocr.core.images import channels_of, with_channels
 from captcha_ocr.core.model import build_training_model
 from captcha_ocr.core.recipe import (
     ValidationReading,
@@ -37,7 +45,7 @@ from captcha_ocr.core.recipe import (
     training_inputs,
     without_optimizer,
 )
-from captcha_ocr.core.vocabulary import Vocabulary
+from captcha_ocr.core.vocabulary import ReadingSpec, Vocabulary
 from captcha_ocr.errors import CaptchaOcrError
 from captcha_ocr.files import all_or_nothing, atomic_path, write_with
 from captcha_ocr.redaction import public_params
@@ -131,8 +139,28 @@ class TrainingData:
 
     @property
     def image_size(self) -> tuple[int, int]:
-        height, width = self.train["images"].shape[1:]
+        height, width = self.train["images"].shape[1:3]
         return height, width
+
+    @property
+    def channels(self) -> int:
+        return channels_of(self.train["images"])
+
+    def check_fits(self, p: TrainParams) -> None:
+        """The network reads these images and labels: checked by config for fixed sizes,
+        here for those preprocess read from the data (``auto``)."""
+        try:
+            check_network_fits(p, *self.image_size, self.train["labels"].shape[1])
+        except ValueError as err:
+            raise ParamsError(f"{paths.VOCABULARY} (what preprocess chose): {err}") from None
+
+    def resolved_params(self) -> dict[str, object]:
+        """What preprocess's auto params became, as MLflow params ``data.*``."""
+        spec = ReadingSpec.load(paths.VOCABULARY)
+        found = asdict(spec) if spec else {}
+        return {f"data.{k}": v for k, v in found.items()} | {
+            "data.charset": self.vocabulary.characters
+        }
 
 
 @dataclass(frozen=True)
@@ -158,11 +186,12 @@ def train(params: Params) -> keras.Model:
     p = params.train
     keras.utils.set_random_seed(p.seed)
     data = TrainingData.load()
+    data.check_fits(p)
     checkpoint = Checkpoint(checkpoint_key(p, TrainingData.FILES))
     checkpoint.drop_others()
     state = checkpoint.load() or TrainState()
     model, state = build_or_resume(p, data, checkpoint, state)
-    with tracked_run(state, params, model) as log:
+    with tracked_run(state, params, model, data.resolved_params()) as log:
         fitted = fit(model, p, data, Resume(checkpoint, state), log)
         save_and_log(fitted, data, log)
     checkpoint.clear()
@@ -183,7 +212,9 @@ def build_or_resume(
     steps_per_epoch = math.ceil(len(data.train["images"]) / p.batch_size)
 
     def compiled_model() -> keras.Model:
-        model = build_training_model(p, *data.image_size, data.vocabulary.num_classes)
+        model = build_training_model(
+            p, *data.image_size, data.vocabulary.num_classes, channels=data.channels
+        )
         model.compile(optimizer=make_optimizer(p, steps_per_epoch), loss=keras.losses.CTC())
         return model
 
@@ -198,13 +229,15 @@ def build_or_resume(
 
 
 @contextmanager
-def tracked_run(state: TrainState, params: Params, model: keras.Model) -> Iterator[tracking.RunLog]:
+def tracked_run(
+    state: TrainState, params: Params, model: keras.Model, resolved: dict[str, object]
+) -> Iterator[tracking.RunLog]:
     """The MLflow run of this training, from start (or reopening) to its end status.
 
     The run ends FINISHED when the block does, KILLED on Ctrl-C or SIGTERM,
     FAILED on anything else; the checkpoint stays for a rerun.
     """
-    start_run(state, params, model)
+    start_run(state, params, model, resolved)
     previous_handler = signal.signal(signal.SIGTERM, sigterm_as_exit)
     try:
         yield tracking.RunLog()
@@ -240,7 +273,9 @@ def save_and_log(fitted: Fitted, data: TrainingData, log: tracking.RunLog) -> No
         paths.MLFLOW_UNLOGGED.unlink(missing_ok=True)  # an earlier run's, now logged or replaced
 
 
-def start_run(state: TrainState, params: Params, model: keras.Model) -> None:
+def start_run(
+    state: TrainState, params: Params, model: keras.Model, resolved: dict[str, object]
+) -> None:
     """Reopen the run of a resumed checkpoint, else start one (train records it at the end).
 
     Runs left RUNNING by a killed training on this machine are marked FAILED first.
@@ -259,6 +294,8 @@ def start_run(state: TrainState, params: Params, model: keras.Model) -> None:
             state.run_id = run.info.run_id
             tracking.log_dataset_inputs()
             mlflow.log_params(public_params(params).flat(MODEL_SECTIONS))
+            # The auto params as preprocess resolved them: what the model was made for.
+            mlflow.log_params(resolved)
             mlflow.log_param("model.parameters", model.count_params())
         tracking.tag_owner()
     except mlflow.exceptions.MlflowException as err:
@@ -290,7 +327,7 @@ def fit(
     started = time.perf_counter()
     model.fit(
         **training_inputs(data.train["images"], data.train["labels"], p),
-        validation_data=(data.val["images"][..., None], data.val["labels"]),
+        validation_data=(with_channels(data.val["images"]), data.val["labels"]),
         # A checkpoint written after early stopping fired has nothing left to train.
         epochs=state.epoch if state.stopped else p.epochs,
         initial_epoch=state.epoch,

@@ -1,0 +1,146 @@
+"""Preprocess's labels: from the file names, or from a ``labels.csv`` in the set.
+
+The rule: when the ingested set holds a file named ``labels.csv`` (the
+shallowest one; two at the same depth are refused), every label comes from it.
+Its header is ``file,text``; ``file`` is the image's path relative to the
+CSV's folder, ``text`` its label, kept exactly as written (case included).
+Every other file in the set must have a row, and every row a file.
+Without a CSV, a file's label is its name without the extension, case kept.
+
+A CSV is what makes labels that differ only in case work everywhere: on
+case-insensitive storage (macOS, Windows) ``aB3dE.png`` and ``Ab3De.png`` are
+one file, while ``0001.png`` and ``0002.png`` are two.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from captcha_ocr.errors import CaptchaOcrError
+
+LABELS_FILE = "labels.csv"
+HEADER = ["file", "text"]
+# Problems named in the error; the count says how many more there are.
+SHOWN_PROBLEMS = 5
+
+
+class LabelsError(CaptchaOcrError):
+    pass
+
+
+@dataclass(frozen=True)
+class Labelled:
+    file: str  # relative to the images folder, with "/"
+    path: Path
+    label: str
+
+
+def data_files(images_dir: Path) -> list[Path]:
+    """Every file under ``images_dir`` in sorted order, OS metadata left out."""
+    return sorted(
+        p
+        for p in images_dir.rglob("*")
+        if p.is_file() and not p.name.startswith(".") and "__MACOSX" not in p.parts
+    )
+
+
+def find_labels_file(images_dir: Path, files: list[Path]) -> Path | None:
+    """The set's ``labels.csv``: the shallowest; None when there is none."""
+    found = [p for p in files if p.name == LABELS_FILE]
+    if not found:
+        return None
+    depth = min(len(p.relative_to(images_dir).parts) for p in found)
+    top = [p for p in found if len(p.relative_to(images_dir).parts) == depth]
+    if len(top) > 1:
+        names = ", ".join(p.relative_to(images_dir).as_posix() for p in top)
+        raise LabelsError(f"two {LABELS_FILE} files at the same depth ({names}): keep one")
+    return top[0]
+
+
+def labelled_files(images_dir: Path) -> tuple[list[Labelled], Path | None]:
+    """Every image with its label, and the labels file they came from (None: file names)."""
+    files = data_files(images_dir)
+    labels_file = find_labels_file(images_dir, files)
+    if labels_file is None:
+        return [Labelled(rel(p, images_dir), p, p.stem) for p in files], None
+    labels = read_labels(labels_file)
+    folder = labels_file.parent
+    problems = []
+    for row, name in labels.rows_without_file(folder):
+        problems.append(f"row {row}: no file {name!r} in the set")
+    listed = {folder / name for name in labels.texts}
+    for path in files:
+        if path != labels_file and path not in listed:
+            problems.append(f"{rel(path, images_dir)!r} has no row (every image needs a label)")
+    refuse(labels_file, labels.problems + problems)
+    found = [Labelled(rel(folder / n, images_dir), folder / n, t) for n, t in labels.texts.items()]
+    return sorted(found, key=lambda s: s.file), labels_file
+
+
+def rel(path: Path, images_dir: Path) -> str:
+    return path.relative_to(images_dir).as_posix()
+
+
+@dataclass
+class Labels:
+    texts: dict[str, str]  # file (relative to the CSV's folder) -> label
+    rows: dict[str, int]  # file -> the CSV row it was on
+    problems: list[str]
+
+    def rows_without_file(self, folder: Path) -> list[tuple[int, str]]:
+        return [(self.rows[n], n) for n in self.texts if not (folder / n).is_file()]
+
+
+def read_labels(path: Path) -> Labels:
+    """Parse a ``file,text`` CSV; each problem is kept with its row number (header: row 1)."""
+    labels = Labels({}, {}, [])
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise LabelsError(f"{path}: not UTF-8 text ({err})") from None
+    reader = csv.reader(text.splitlines())
+    header = next(reader, None)
+    if [h.strip() for h in header or []] != HEADER:
+        raise LabelsError(f"{path}: row 1 must be the header 'file,text', found {header!r}")
+    for row_number, row in enumerate(reader, start=2):
+        if not row:
+            continue  # a blank line
+        problem = row_problem(row)
+        name = row[0].strip().replace("\\", "/") if row else ""
+        if problem is None and name in labels.texts:
+            problem = f"{name!r} is listed twice (first on row {labels.rows[name]})"
+        if problem:
+            labels.problems.append(f"row {row_number}: {problem}")
+            continue
+        labels.texts[name], labels.rows[name] = row[1], row_number
+    if not labels.texts and not labels.problems:
+        raise LabelsError(f"{path}: no rows under the header")
+    return labels
+
+
+def row_problem(row: list[str]) -> str | None:
+    if len(row) != len(HEADER):
+        return f"{len(row)} fields, expected 2 (file,text): {row!r}"
+    name, label = row[0].strip().replace("\\", "/"), row[1]
+    if not name:
+        return "empty file name"
+    parts = PurePosixPath(name).parts
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":") or ".." in parts:
+        return f"file {name!r} is outside the labels file's folder"
+    if not label:
+        return f"empty label for {name!r}"
+    if label != label.strip():
+        return f"label {label!r} of {name!r} starts or ends with white space"
+    return None
+
+
+def refuse(labels_file: Path, problems: list[str]) -> None:
+    if not problems:
+        return
+    shown = "; ".join(problems[:SHOWN_PROBLEMS])
+    more = f" (and {len(problems) - SHOWN_PROBLEMS} more)" if len(problems) > SHOWN_PROBLEMS else ""
+    raise LabelsError(
+        f"{labels_file}: {len(problems)} problem(s), nothing was written: {shown}{more}"
+    )
