@@ -20,6 +20,7 @@ record the store's id beside it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import uuid
 from pathlib import Path
@@ -49,18 +50,19 @@ def store_id(client: MlflowClient | None = None) -> str:
     found = _read_id(client)
     if found:
         return found
-    try:
+    # A clash means another process created it first (sqlite may say so with another code).
+    with contextlib.suppress(MlflowException):
         client.create_registered_model(
             IDENTITY_MODEL,
             tags={ID_TAG: uuid.uuid4().hex},
             description="The identity of this MLflow store for captcha-ocr; do not delete.",
         )
-    except MlflowException as err:
-        if err.error_code != "RESOURCE_ALREADY_EXISTS":
-            raise
     found = _read_id(client)
     if not found:
-        raise StoreError(f"registered model {IDENTITY_MODEL!r} has no {ID_TAG!r} tag")
+        raise StoreError(
+            f"the registered model {IDENTITY_MODEL!r} has no {ID_TAG!r} tag: tag it with "
+            "a new random id, or delete it to have one made"
+        )
     return found
 
 
