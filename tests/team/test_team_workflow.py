@@ -186,6 +186,13 @@ def test_an_experiment_travels_with_exp_push_pull_apply(team):
     version = client_for(server.url).get_model_version("captcha-ocr", registry["version"])
     assert version.tags["reader_sha256"] == registry["reader_sha256"]
 
+    # And back to the model of a past commit: its data and model, exactly.
+    _, _, _, _, lock_commit, _ = team
+    run(["git", "checkout", "-q", "-f", lock_commit], bob, env)
+    dvc(bob, env, "pull")
+    assert (bob / "models/train/model.keras").read_bytes() != trained
+    assert dvc(bob, env, "status").split() == ["register:", "always", "changed"]
+
 
 def split_rows(root: Path) -> list[str]:
     return (root / "data/splits/test.csv").read_text().splitlines()[1:]
