@@ -18,6 +18,7 @@ STEPS = (
     "evaluate",
     "export",
     "promote",
+    "register",
     "predict",
     "demo",
     "pipeline",
@@ -25,7 +26,7 @@ STEPS = (
 )
 # The module that runs each command, under captcha_ocr.
 MODULES = {
-    **{step: f"steps.{step}" for step in STEPS[:6]},
+    **{step: f"steps.{step}" for step in STEPS[:7]},
     "predict": "serving.predict",
     "demo": "serving.demo",
     "pipeline": "kubeflow.cli",

@@ -46,7 +46,10 @@ SAVED_MODEL = EXPORT_DIR / "saved_model"
 ONNX_NETWORK = EXPORT_DIR / "captcha_network.onnx"
 INT8_NETWORK = EXPORT_DIR / "captcha_network_int8.onnx"
 ONNX_VOCABULARY = EXPORT_DIR / "vocabulary.json"
-REGISTERED = EXPORT_DIR / "registered.json"  # the version promote decides on
+REGISTERED = EXPORT_DIR / "registered.json"  # the version export registered, and where
+
+# register (DVC only): the version the store in use holds of the exported reader
+REGISTRY = Path("models/registry.json")
 
 # promote
 PROMOTION = Path("reports/promotion.json")
@@ -74,5 +77,6 @@ STEP_OUTPUTS: dict[str, tuple[Path, ...]] = {
         RUN_REPORT,
     ),
     "export": (EXPORT_DIR,),
+    "register": (REGISTRY,),
     "promote": (PROMOTION,),
 }

@@ -15,6 +15,7 @@ ABBREVIATED = {
     "evaluate": ["--para", "nowhere.yaml"],
     "export": ["--para", "nowhere.yaml"],
     "promote": ["--para", "nowhere.yaml"],
+    "register": ["--para", "nowhere.yaml"],
     "predict": ["--mod", "nowhere.keras", "a.png"],
     "demo": ["--mod", "nowhere.keras"],
     "pipeline": ["compile", "--out", "nowhere.yaml"],

@@ -252,17 +252,39 @@ def test_the_project_folders_re_export_the_packaged_pipeline():
 
 def test_the_data_url_and_storage_credentials_can_come_from_secrets(module, tmp_path):
     spec, platform = compile_to(
-        module, tmp_path, source_secret="captcha-data", storage_secret="team-s3"
+        module,
+        tmp_path,
+        source_secret="captcha-data",
+        storage_secret="team-s3",
+        storage_endpoint="http://minio.storage:9000",
     )
     mounted = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    assert set(mounted) == {"exec-ingest-data"}
+    # Ingest reads the bucket; every step that logs to MLflow may write its artifacts there.
+    writers = {"exec-train-model", "exec-evaluate-model", "exec-export-model", "exec-promote-model"}
+    assert set(mounted) == {"exec-ingest-data"} | writers
     url, storage = mounted["exec-ingest-data"]["secretAsEnv"]
     assert url["keyToEnv"] == [{"secretKey": "source", "envVar": "CAPTCHA_OCR_SECRET_SOURCE"}]
-    assert storage["secretName"] == "team-s3"
-    assert {k["envVar"] for k in storage["keyToEnv"]} == {
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-    }
+    aws = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    for executor in writers | {"exec-ingest-data"}:
+        storage = mounted[executor]["secretAsEnv"][-1]
+        assert storage["secretName"] == "team-s3", executor
+        assert {k["envVar"] for k in storage["keyToEnv"]} == aws, executor
+        env = spec["deploymentSpec"]["executors"][executor]["container"]["env"]
+        assert {e["name"]: e["value"] for e in env} == {
+            "AWS_ENDPOINT_URL": "http://minio.storage:9000",
+            "MLFLOW_S3_ENDPOINT_URL": "http://minio.storage:9000",
+        }, executor
+
+
+def test_a_storage_endpoint_with_credentials_is_refused(tmp_path):
+    out = tmp_path / "pipeline.yaml"
+    command = [sys.executable, "-m", "captcha_ocr", "pipeline", "compile", "-o", str(out)]
+    command += ["--params", str(PROJECT_ROOT / "params.yaml")]
+    command += ["--storage-endpoint", "http://key:SeCrEt42@minio:9000"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    assert "--storage-secret" in done.stderr and "SeCrEt42" not in done.stderr
+    assert not out.exists()
 
 
 def test_ingest_is_cached_by_the_pinned_digest_else_fetched_every_run(module, tmp_path):

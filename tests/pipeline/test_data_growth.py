@@ -15,7 +15,7 @@ from ..helpers import set_source, tiny_params
 
 pytestmark = pytest.mark.slow
 
-STAGES = ["ingest", "preprocess", "train", "evaluate", "export", "promote"]
+STAGES = ["ingest", "preprocess", "train", "evaluate", "export", "register", "promote"]
 
 
 def splits(root) -> dict[str, set[str]]:

@@ -209,7 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--mlflow-uri", help="MLflow tracking URI the pods log to")
     common.add_argument("--mlflow-secret", help="Kubernetes secret with MLflow credentials")
     common.add_argument("--source-secret", help="Kubernetes secret with the data URL (`source`)")
-    common.add_argument("--storage-secret", help="Kubernetes secret with S3 credentials (AWS_*)")
+    common.add_argument(
+        "--storage-secret",
+        help="Kubernetes secret with S3 credentials (AWS_*), for ingest and the MLflow steps",
+    )
+    common.add_argument(
+        "--storage-endpoint", help="object store URL (MinIO, ...), for ingest and the MLflow steps"
+    )
     common.add_argument("--train-cpu", default="2")
     common.add_argument("--train-memory", default="4G")
     common.add_argument("--accelerator-type", help="e.g. nvidia.com/gpu")
@@ -245,7 +251,25 @@ def pipeline_options(module, args: argparse.Namespace):
         source_secret=args.source_secret,
         param_overrides=tuple(args.param) if args.command == "compile" else (),
         storage_secret=args.storage_secret,
+        storage_endpoint=checked_endpoint(args.storage_endpoint),
     )
+
+
+def checked_endpoint(endpoint: str | None) -> str | None:
+    """The object store's URL, which becomes pod environment: no credentials in it."""
+    from urllib.parse import urlsplit
+
+    if endpoint is None:
+        return None
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise PipelineError(f"--storage-endpoint {endpoint!r}: expected http(s)://HOST[:PORT]")
+    if parts.username or parts.password:
+        raise PipelineError(
+            "--storage-endpoint holds credentials, which would show in the pipeline spec; "
+            "put them in a Kubernetes secret and pass --storage-secret NAME"
+        )
+    return endpoint
 
 
 def main(argv: list[str] | None = None) -> None:

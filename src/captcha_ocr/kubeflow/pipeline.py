@@ -57,9 +57,14 @@ class PipelineOptions:
     # A Kubernetes secret whose key `source` is the data URL (a presigned URL is a
     # credential); mounted in the ingest step as CAPTCHA_OCR_SECRET_SOURCE, never a parameter.
     source_secret: str | None = None
-    # A Kubernetes secret with the storage credentials ingest reads an s3:// source
-    # (or a DVC repo's S3 remote) with: keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY.
+    # A Kubernetes secret with object-store credentials (keys AWS_ACCESS_KEY_ID,
+    # AWS_SECRET_ACCESS_KEY): for ingest's s3:// source (or a DVC repo's S3
+    # remote), and for every pod that logs to MLflow, which then writes artifacts
+    # to the bucket itself when the server does not proxy them.
     storage_secret: str | None = None
+    # The object store's endpoint (MinIO, Ceph, ...; none for AWS S3), set as
+    # AWS_ENDPOINT_URL and MLFLOW_S3_ENDPOINT_URL in the same pods.
+    storage_endpoint: str | None = None
     ingest_retries: int = 3
     # `section.key=value` overrides of params.yaml for the compiled defaults.
     param_overrides: tuple[str, ...] = ()
@@ -162,8 +167,14 @@ def build_pipeline(options: PipelineOptions = PipelineOptions()):
             add_mlflow_credentials((trained, scored, exported, promoted), options.mlflow_secret)
         if options.source_secret:
             add_source_secret(raw, options.source_secret)
+        # Every pod that reads the bucket (ingest) or may write MLflow artifacts to it.
+        storage_tasks = (raw, trained, scored, exported, promoted)
         if options.storage_secret:
-            add_storage_credentials(raw, options.storage_secret)
+            for task in storage_tasks:
+                add_storage_credentials(task, options.storage_secret)
+        if options.storage_endpoint:
+            for task in storage_tasks:
+                add_storage_endpoint(task, options.storage_endpoint)
         names = ("ingest", "preprocess", "train", "evaluate", "export", "promote")
         tasks = (raw, prepared, trained, scored, exported, promoted)
         for task, name in zip(tasks, names, strict=True):
@@ -191,13 +202,20 @@ def add_mlflow_credentials(tasks, secret_name: str) -> None:
 
 
 def add_storage_credentials(task, secret_name: str) -> None:
-    """S3 credentials from a Kubernetes secret, as the ingest step's AWS_* variables."""
+    """S3 credentials from a Kubernetes secret, as the pod's AWS_* variables."""
     from kfp import kubernetes
 
     keys = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
     kubernetes.use_secret_as_env(
         task, secret_name=secret_name, secret_key_to_env={k: k for k in keys}
     )
+
+
+def add_storage_endpoint(task, endpoint: str) -> None:
+    """The object store's URL, for DVC's and boto3's S3 clients (AWS_ENDPOINT_URL) and
+    MLflow's (MLFLOW_S3_ENDPOINT_URL)."""
+    for name in ("AWS_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL"):
+        task.set_env_variable(name, endpoint)
 
 
 def add_source_secret(task, secret_name: str) -> None:

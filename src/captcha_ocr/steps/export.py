@@ -40,6 +40,7 @@ from captcha_ocr.files import atomic_dir, atomic_path, write_json
 from captcha_ocr.lineage import data_tags
 from captcha_ocr.redaction import public_params
 from captcha_ocr.steps.preprocess import load_split, split_identity
+from captcha_ocr.store import reader_tags, store_id
 
 
 class ExportError(CaptchaOcrError):
@@ -90,9 +91,9 @@ def write_and_register(
         export_int8(folder, params.export.calibration_images, vocabulary, images, got)
     with tracking.resume_run(paths.MLFLOW_RUN):
         version = publish(folder, params)
-    write_json(
-        in_folder(folder, paths.REGISTERED), {"name": version.name, "version": str(version.version)}
-    )
+    registered = {"name": version.name, "version": str(version.version)}
+    # The version number means something only in this store (captcha_ocr.store).
+    write_json(in_folder(folder, paths.REGISTERED), registered | {"store": store_id()})
     return version
 
 
@@ -156,6 +157,8 @@ def publish(folder: Path, params: Params) -> ModelVersion:
         "params": json.dumps(public_params(params).model_dump(), sort_keys=True),
         # What dvc.lock records of the data, and a commit that can restore it.
         **data_tags(),
+        # Lets any store be asked whether it holds this reader (captcha-ocr register).
+        **reader_tags(reader_path),
     }
     test = pd.read_csv(paths.split_csv("test"), dtype=str)
     example_png = (paths.RAW_IMAGES / test["file"][0]).read_bytes()

@@ -4,8 +4,10 @@ else ``challenger``.
 
     captcha-ocr promote [--version N|latest] [--force --reason TEXT]
 
-The candidate is the version named in models/export/registered.json (so two
-pipelines promoting at once each promote their own model), else the newest.
+The candidate is the version named in models/registry.json (the register
+stage: this reader in the store in use) or models/export/registered.json (so
+two pipelines promoting at once each promote their own model), else the
+newest. A file naming a version of another store is refused.
 When it was scored on another test split than the champion (newer data), the
 champion is read from the registry and scored on the candidate's test split
 here (data/splits/test.csv, data/prepared/test.npz), and the gate compares the
@@ -22,6 +24,7 @@ from captcha_ocr.config import load_params
 from captcha_ocr.files import write_json
 from captcha_ocr.promotion.gate import promote
 from captcha_ocr.promotion.rescoring import on_equal_terms
+from captcha_ocr.store import check_same_store, file_sha256
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -57,8 +60,22 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def exported_version(model_name: str) -> str | None:
-    """The version the export step registered here, if it registered ``model_name``."""
-    if not paths.REGISTERED.is_file():
-        return None
-    registered = json.loads(paths.REGISTERED.read_text())
-    return str(registered["version"]) if registered.get("name") == model_name else None
+    """The version of ``model_name`` this pipeline registered, in the store in use.
+
+    ``models/registry.json`` (the register stage, under DVC) else export's
+    ``registered.json`` (Kubeflow, ``mlflow run``). A version of another store
+    is refused by name (``store.check_same_store``), never promoted here.
+    """
+    for path in (paths.REGISTRY, paths.REGISTERED):
+        registered = json.loads(path.read_text()) if path.is_file() else {}
+        if registered.get("name") != model_name or not of_this_export(registered):
+            continue
+        check_same_store(registered, path)
+        return str(registered["version"])
+    return None
+
+
+def of_this_export(registered: dict) -> bool:
+    """False for a registry.json left from an older export (``mlflow run -e export`` since)."""
+    digest = registered.get("reader_sha256")
+    return digest is None or not paths.READER.is_file() or digest == file_sha256(paths.READER)
