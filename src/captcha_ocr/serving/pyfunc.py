@@ -7,6 +7,12 @@ Output: a DataFrame with ``text`` and ``confidence`` per image.
 
 Bad input raises an MlflowException with INVALID_PARAMETER_VALUE, which the
 MLflow scoring server answers with HTTP 400 and the message, and goes on serving.
+
+The model reads with the exported network, not with Keras: the int8 network
+under OpenVINO when the export kept it, else the float one under onnxruntime
+(the model's ``runtime`` config says which; ``registry.register_reader``
+chooses). A request of N images is one network call. Nothing here imports
+TensorFlow or Keras, so the served environment installs neither.
 """
 
 from __future__ import annotations
@@ -70,12 +76,17 @@ def decode_batch(frame: pd.DataFrame, height: int, width: int) -> np.ndarray:
 
 
 class CaptchaReaderModel(PythonModel):
-    """Loads the exported ``.keras`` reader from the model's artifacts."""
+    """Opens the exported network and its vocabulary from the model's artifacts."""
 
     def load_context(self, context):
-        from captcha_ocr.core.model import CaptchaReader
+        from captcha_ocr.core.runtimes import open_network
+        from captcha_ocr.core.vocabulary import Vocabulary
 
-        self.reader = CaptchaReader.load(context.artifacts["reader"])
+        runtime = (context.model_config or {}).get("runtime", "onnxruntime")
+        vocabulary = Vocabulary.load(context.artifacts["vocabulary"])
+        self.reader = open_network(context.artifacts["network"], vocabulary, runtime, MAX_BATCH)
+        # The first call of each batch size compiles or allocates; pay for one image now.
+        self.reader.read(np.full((1, self.reader.height, self.reader.width), 255, np.uint8))
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:  # noqa: ARG002
         images = decode_batch(model_input, self.reader.height, self.reader.width)
