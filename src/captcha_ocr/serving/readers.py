@@ -142,7 +142,7 @@ def network_artifacts(uri: str, mlmodel: str) -> tuple[str, str, str] | None:
     artifacts = pyfunc.get("artifacts") or {}
     if "network" not in artifacts:
         return None
-    config = pyfunc.get("model_config") or {}
+    config = pyfunc.get("config") or {}  # the model_config it was logged with
     runtime = config.get("runtime") if isinstance(config, dict) else None
     found = []
     for name, suffix in (("network", ".onnx"), ("vocabulary", ".json")):
