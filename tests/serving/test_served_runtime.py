@@ -36,7 +36,8 @@ import mlflow, pandas as pd
 model = mlflow.pyfunc.load_model(sys.argv[1])
 images = [base64.b64encode(open(p, "rb").read()).decode() for p in sys.argv[2:]]
 texts = model.predict(pd.DataFrame({"image": images}))["text"].tolist()
-heavy = sorted({m.split(".")[0] for m in sys.modules} & {"tensorflow", "keras", "tf2onnx", "tf_keras"})
+roots = {m.split(".")[0] for m in sys.modules}
+heavy = sorted(roots & {"tensorflow", "keras", "tf2onnx", "tf_keras"})
 print(json.dumps({"texts": texts, "heavy": heavy}))
 """
 

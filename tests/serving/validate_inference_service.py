@@ -52,9 +52,8 @@ def build(value, kind: str, where: str):
     unknown = sorted(set(value) - set(by_json))
     if unknown:
         raise KeyError(f"{where}: {kind} has no field {unknown[0]!r}")
-    fields = {
-        by_json[k]: build(v, cls.openapi_types[by_json[k]], f"{where}.{k}") for k, v in value.items()
-    }
+    types = {k: cls.openapi_types[by_json[k]] for k in value}
+    fields = {by_json[k]: build(v, types[k], f"{where}.{k}") for k, v in value.items()}
     return cls(**fields)  # generated models refuse a missing required field (ValueError)
 
 

@@ -24,6 +24,7 @@ environment ``mlflow models serve`` uses (docs/operations.md#kserve).
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 import kserve
 import pandas as pd
@@ -46,7 +47,7 @@ class CaptchaPredictor(kserve.Model):
     def __init__(self, name: str, model_dir: str):
         super().__init__(name)
         self.model_dir = model_dir
-        self.model = None
+        self.model: Any = None  # the pyfunc, once loaded
 
     def load(self) -> bool:
         import mlflow
