@@ -40,9 +40,11 @@ def call(url: str, body: bytes | None = None) -> tuple[int, dict]:
         return err.code, json.loads(err.read() or b"{}")
 
 
-def infer_body(values: list, name: str = "image", datatype: str = "BYTES", shape=None) -> bytes:
+def infer_body(
+    values: list, name: str = "image", datatype: str = "BYTES", shape=None, **request
+) -> bytes:
     tensor = {"name": name, "datatype": datatype, "shape": shape or [len(values)], "data": values}
-    return json.dumps({"id": "req-1", "inputs": [tensor]}).encode()
+    return json.dumps({**request, "inputs": [tensor]}).encode()
 
 
 def b64(data: bytes) -> str:
@@ -73,12 +75,13 @@ def predictor(venv, store, reader_file, captcha_pngs, tmp_path):
         env=serve_env(venv),
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        # A file, not a pipe: kserve logs every request, and a full pipe would block it.
+        stderr=(tmp_path / "predictor.log").open("w"),
     )
     url = f"http://127.0.0.1:{port}"
     ready = f"{url}/v2/models/{NAME}/ready"
-    wait_until_up(lambda: call(ready)[0] == 200, process, "kserve predictor", process.stderr.read)
+    log = (tmp_path / "predictor.log").read_text
+    wait_until_up(lambda: call(ready)[0] == 200, process, "kserve predictor", log)
     yield url
     process.terminate()
     try:
@@ -95,7 +98,8 @@ def test_v2_protocol_reads_a_batch_of_real_captchas(predictor, reader_file, capt
     assert [o["name"] for o in metadata["outputs"]] == ["text", "confidence"]
 
     pngs = list(captcha_pngs.values())[:8]
-    status, answer = call(f"{predictor}/v2/models/{NAME}/infer", infer_body(list(map(b64, pngs))))
+    body = infer_body(list(map(b64, pngs)), id="req-1")
+    status, answer = call(f"{predictor}/v2/models/{NAME}/infer", body)
     assert status == 200, answer
     assert answer["model_name"] == NAME and answer["id"] == "req-1"
     outputs = {o["name"]: o for o in answer["outputs"]}
@@ -105,11 +109,12 @@ def test_v2_protocol_reads_a_batch_of_real_captchas(predictor, reader_file, capt
     expected, confidence = direct.read(np.stack([decode_image(p, 50, 200) for p in pngs]))
     assert outputs["text"]["data"] == expected
     np.testing.assert_allclose(outputs["confidence"]["data"], confidence, rtol=1e-4)
-    # [N, 1], as a client that sends a column sends it.
-    column = infer_body([b64(pngs[0])], shape=[1, 1])
-    assert call(f"{predictor}/v2/models/{NAME}/infer", column)[1]["outputs"][0]["data"] == [
-        expected[0]
-    ]
+    # [N, 1], as a client that sends a column sends it; and no id (it is optional).
+    status, answer = call(
+        f"{predictor}/v2/models/{NAME}/infer", infer_body([b64(pngs[0])], shape=[1, 1])
+    )
+    assert status == 200, answer
+    assert answer["outputs"][0]["data"] == [expected[0]] and answer["id"]
 
 
 def test_bad_payloads_are_400s_that_name_the_problem(predictor, captcha_pngs):

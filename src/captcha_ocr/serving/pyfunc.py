@@ -56,12 +56,17 @@ def decode_batch(frame: pd.DataFrame, height: int, width: int) -> np.ndarray:
     """Base64 column to an (N, height, width) uint8 batch; errors name the row."""
     if INPUT_COLUMN not in frame.columns:
         raise bad_request(f"expected a column {INPUT_COLUMN!r} of base64 images")
-    if len(frame) == 0:
+    return decode_values(list(frame[INPUT_COLUMN]), height, width)
+
+
+def decode_values(values: list, height: int, width: int) -> np.ndarray:
+    """Base64 images to an (N, height, width) uint8 batch; errors name the row."""
+    if len(values) == 0:
         raise bad_request("empty batch: send at least one image")
-    if len(frame) > MAX_BATCH:
-        raise bad_request(f"batch of {len(frame)} images, limit {MAX_BATCH}")
+    if len(values) > MAX_BATCH:
+        raise bad_request(f"batch of {len(values)} images, limit {MAX_BATCH}")
     images = []
-    for row, value in enumerate(frame[INPUT_COLUMN]):
+    for row, value in enumerate(values):
         if not isinstance(value, str | bytes) or not value:
             raise bad_request(f"row {row}: empty or missing image")
         try:
@@ -92,6 +97,12 @@ class CaptchaReaderModel(PythonModel):
         images = decode_batch(model_input, self.reader.height, self.reader.width)
         texts, confidence = self.reader.read(images)
         return pd.DataFrame({"text": texts, "confidence": confidence.astype("float64")})
+
+    def read_values(self, values: list) -> tuple[list[str], np.ndarray]:
+        """``predict`` without the DataFrames: base64 images in, texts and confidences out.
+        The same checks and errors; what the KServe predictor calls."""
+        images = decode_values(values, self.reader.height, self.reader.width)
+        return self.reader.read(images)
 
 
 def encode_image(data: bytes) -> str:
