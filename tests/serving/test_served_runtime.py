@@ -24,6 +24,7 @@ from mlflow import MlflowClient
 from captcha_ocr.core.images import decode_image
 from captcha_ocr.core.runtimes import OnnxReader, OpenVinoReader
 from captcha_ocr.core.vocabulary import Vocabulary
+from captcha_ocr.serving.predict import Predictor
 from captcha_ocr.serving.pyfunc import MAX_BATCH, encode_image
 
 from ..registry.conftest import register
@@ -92,6 +93,11 @@ def test_the_registered_model_serves_the_fastest_network_without_tensorflow(
         else OnnxReader(reader.with_name("captcha_network.onnx"), vocabulary)
     )
     assert answer["texts"] == direct.read(images)[0]
+
+    # The demo and `predict --model models:/...` read with the same runtime.
+    demo = Predictor(f"models:/{NAME}/{version}")
+    assert type(demo.reader) is type(direct)
+    assert demo.read(list(images))[0] == answer["texts"]
 
 
 def test_a_request_of_n_images_is_one_network_call(store, reader_file, captcha_pngs):
