@@ -12,9 +12,14 @@ Run from the project folder after `dvc repro`. Compares, on the test split:
 - onnx: the network under onnxruntime, decoding in NumPy (``OnnxReader``);
 - onnx-int8: the int8 network under OpenVINO, decoding in NumPy
   (``OpenVinoReader``), when the export wrote one (``export.int8``);
-- pyfunc: the registered MLflow model (base64 PNG in, so image decoding counts).
+- pyfunc: the registered MLflow model (base64 PNG in, so image decoding counts),
+  which reads with the int8 network under OpenVINO (or the float one under
+  onnxruntime; its ``serving_runtime`` tag says which);
+- pyfunc-keras: what the pyfunc did before it served the ONNX network, the same
+  base64 decoding then ``CaptchaReader.read`` (in process, without MLflow's wrapper).
 
-For each: images/s at batch 64 and at batch 1, and single-image p50/p99 latency.
+For each: images/s at batch 64 and at batch 1, and single-image p50/p99 latency;
+then how many test captchas each way reads other than the Keras reader does.
 """
 
 from __future__ import annotations
@@ -91,6 +96,7 @@ def main() -> None:
             lambda: int8.read(uint8_64),
             lambda: int8.read(uint8_1),
         )
+    pyfunc = None
     if Path("models/export/registered.json").is_file():
         import json
 
@@ -100,22 +106,54 @@ def main() -> None:
 
         tracking.use_experiment()
         registered = json.loads(Path("models/export/registered.json").read_text())
-        pyfunc = mlflow.pyfunc.load_model(f"models:/{registered['name']}/{registered['version']}")
-        candidates["pyfunc (base64 PNG in)"] = (
+        uri = f"models:/{registered['name']}/{registered['version']}"
+        pyfunc = mlflow.pyfunc.load_model(uri)
+        runtime = (
+            mlflow.MlflowClient()
+            .get_model_version(registered["name"], registered["version"])
+            .tags.get("serving_runtime", "keras")
+        )
+        candidates[f"pyfunc ({runtime})"] = (
             lambda: pyfunc.predict(frame64),
             lambda: pyfunc.predict(frame1),
         )
+    from captcha_ocr.serving.pyfunc import decode_batch
 
-    print(f"{'model':28}{'img/s @64':>11}{'img/s @1':>10}{'p50 ms':>9}{'p99 ms':>9}")
+    def keras_pyfunc(frame):
+        texts, confidence = reader.read(decode_batch(frame, reader.height, reader.width))
+        return pd.DataFrame({"text": texts, "confidence": confidence.astype("float64")})
+
+    candidates["pyfunc-keras (before)"] = (
+        lambda: keras_pyfunc(frame64),
+        lambda: keras_pyfunc(frame1),
+    )
+
+    print(f"{'model':32}{'img/s @64':>11}{'img/s @1':>10}{'p50 ms':>9}{'p99 ms':>9}")
     for name, (big, single) in candidates.items():
         big_times = timed(big, max(5, args.repeats // 20))
         single_times = timed(single, args.repeats)
         p50 = statistics.median(single_times) * 1000
         p99 = float(np.percentile(single_times, 99)) * 1000
         print(
-            f"{name:28}{64 / statistics.median(big_times):11.0f}"
+            f"{name:32}{64 / statistics.median(big_times):11.0f}"
             f"{1 / statistics.median(single_times):10.0f}{p50:9.1f}{p99:9.1f}"
         )
+
+    # The held-out captchas, read every way: the texts must not depend on the runtime.
+    test_uint8 = images[..., 0].astype("uint8")
+    keras_texts, _ = reader.read(test_uint8)
+    truth = pd.read_csv(paths.SPLITS / "test.csv", dtype=str)["label"].tolist()
+    ways = {"onnx (onnxruntime)": onnx.read(test_uint8)[0]}
+    if paths.INT8_NETWORK.is_file():
+        ways["onnx-int8 (OpenVINO)"] = int8.read(test_uint8)[0]
+    if pyfunc is not None:
+        ways["registered pyfunc"] = pyfunc.predict(pd.DataFrame({"image": pngs}))["text"].tolist()
+    right = sum(a == b for a, b in zip(keras_texts, truth, strict=True))
+    print(f"test split: {len(truth)} captchas, the Keras reader reads {right} right")
+    for name, texts in ways.items():
+        differ = sum(a != b for a, b in zip(texts, keras_texts, strict=True))
+        ok = sum(a == b for a, b in zip(texts, truth, strict=True))
+        print(f"{name:28} reads {ok} right; {differ} texts differ from the Keras reader's")
 
 
 if __name__ == "__main__":

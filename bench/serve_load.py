@@ -1,19 +1,21 @@
 """Load on the served model: N concurrent clients on loopback for a bounded time.
 
-    python bench/serve_load.py [--clients 4] [--seconds 20] [--batch 1]
+    python bench/serve_load.py [--clients 4] [--seconds 20] [--batch 1] [--workers 1]
                                [--model-uri models:/captcha-ocr@champion | --fresh-registry]
-                               [--url http://127.0.0.1:PORT]
+                               [--url http://127.0.0.1:PORT] [--kserve-python PYTHON]
 
 Starts ``mlflow models serve`` of the registered reader on 127.0.0.1 (or uses
-the server at ``--url``), lets each client post real captchas (base64 PNG,
+the server at ``--url``; with ``--kserve-python .venv-serve/bin/python`` the
+KServe predictor on the V2 protocol instead), lets each client post real captchas (base64 PNG,
 ``--batch`` per request) back to back for ``--seconds``, and prints requests/s,
 images/s, p50/p90/p99 latency and the error count in one run. Exits 1 on any
 error.
 
 ``--model-uri`` defaults to the champion in ``$MLFLOW_TRACKING_URI`` (or
 ``mlflow.db`` here, as after ``dvc repro``). ``--fresh-registry`` registers an
-untrained reader of the default architecture in a temporary store instead: the
-same network, so the same cost per image, with no trained model needed.
+untrained reader of the shipped network (``TrainParams()``, the params.yaml
+defaults) in a temporary store instead, with its ONNX and int8 networks: the
+same cost per image as a trained one, with no trained model needed.
 Captchas come from ``data/raw/images`` or the dataset zip (``$CAPTCHA_OCR_DATA``,
 default ``../shared/data/captcha_images_v2.zip``).
 """
@@ -39,6 +41,8 @@ import zipfile
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
+KSERVE_NAME = "captcha-ocr"
+V2_SUFFIX = "#v2"  # a URL that ends so is a KServe predictor: the clients speak V2
 
 
 def captcha_pngs(count: int = 64) -> list[bytes]:
@@ -53,12 +57,17 @@ def captcha_pngs(count: int = 64) -> list[bytes]:
 
 
 def fresh_registry(folder: Path, pngs: list[bytes]) -> str:
-    """Register an untrained default-architecture reader; return its model URI."""
+    """Register an untrained reader of the shipped network (``TrainParams()``, the
+    params.yaml defaults) with its ONNX and int8 networks, as export writes them;
+    return its model URI. The network reads noise, at the cost of a trained one."""
     import mlflow
+    import numpy as np
 
     from captcha_ocr import tracking
     from captcha_ocr.config import TrainParams
+    from captcha_ocr.core.images import decode_image
     from captcha_ocr.core.model import build_reader, build_training_model
+    from captcha_ocr.core.runtimes import export_onnx, quantize_onnx
     from captcha_ocr.core.vocabulary import Vocabulary
     from captcha_ocr.registry import register_reader
 
@@ -66,9 +75,16 @@ def fresh_registry(folder: Path, pngs: list[bytes]) -> str:
     os.environ["MLFLOW_EXPERIMENT_NAME"] = "serve-load"
     tracking.use_experiment()
     vocabulary = Vocabulary("2345678bcdefgmnpwxy")
-    network = build_training_model(TrainParams(), 50, 200, vocabulary.num_classes)
+    params = TrainParams()
+    print(f"fresh registry: the shipped network, {params.conv_filters} conv, {params.sequence}")
+    network = build_training_model(params, 50, 200, vocabulary.num_classes)
     reader_path = folder / "captcha_reader.keras"
     build_reader(network, vocabulary).save(reader_path)
+    export_onnx(network, folder / "captcha_network.onnx")
+    vocabulary.save(folder / "vocabulary.json")
+    calibration = np.stack([decode_image(png, 50, 200) for png in pngs])
+    int8 = folder / "captcha_network_int8.onnx"
+    quantize_onnx(folder / "captcha_network.onnx", int8, calibration)
     with mlflow.start_run():
         metrics = {"test_exact_match": 0.0, "test_cer": 1.0}
         tags = {"note": "untrained, for load tests"}
@@ -76,28 +92,46 @@ def fresh_registry(folder: Path, pngs: list[bytes]) -> str:
     return f"models:/serve-load/{version.version}"
 
 
-def start_server(model_uri: str) -> tuple[subprocess.Popen, str]:
+def start_server(
+    model_uri: str, workers: int, kserve_python: str | None, scratch: Path
+) -> tuple[subprocess.Popen, str]:
+    """``mlflow models serve`` of the model, or with ``kserve_python`` (a serving venv's
+    python) the KServe predictor on its files, downloaded as KServe's storage
+    initializer would."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     mlflow_cli = Path(sys.executable).with_name("mlflow")
     env = dict(os.environ, PATH=f"{mlflow_cli.parent}{os.pathsep}{os.environ['PATH']}")
     command = [str(mlflow_cli), "models", "serve", "-m", model_uri, "--env-manager", "local"]
+    command += ["-w", str(workers), "-h", "127.0.0.1", "-p", str(port)]
+    if kserve_python:
+        import mlflow
+
+        model_dir = mlflow.artifacts.download_artifacts(model_uri, dst_path=str(scratch / "mnt"))
+        command = [kserve_python, "-m", "captcha_ocr.serving.kserve_predictor"]
+        command += ["--model_name", KSERVE_NAME, "--model_dir", model_dir]
+        command += ["--http_port", str(port), "--host", "127.0.0.1", "--workers", str(workers)]
+        env = dict(os.environ, PYTHONPATH=str(PROJECT / "src"))
+    log_path = scratch / "server.log"
+    log = log_path.open("w")
     server = subprocess.Popen(
-        [*command, "-h", "127.0.0.1", "-p", str(port)],
+        command,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        # A file, not a pipe: a server that logs each request (kserve does) would
+        # block once nobody reads a full pipe.
+        stderr=log,
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            sys.exit(f"mlflow models serve exited: {server.stderr.read()[-2000:]}")
+            sys.exit(f"the server exited: {log_path.read_text()[-2000:]}")
         try:
-            with urllib.request.urlopen(f"{url}/ping", timeout=2):
+            ping = f"{url}/v2/models/{KSERVE_NAME}/ready" if kserve_python else f"{url}/ping"
+            with urllib.request.urlopen(ping, timeout=2):
                 return server, url
         except OSError:
             time.sleep(0.5)
@@ -105,13 +139,19 @@ def start_server(model_uri: str) -> tuple[subprocess.Popen, str]:
     sys.exit("mlflow models serve did not answer /ping within 180 s")
 
 
-def payload(pngs: list[bytes], start: int, batch: int) -> bytes:
+def payload(pngs: list[bytes], start: int, batch: int, v2: bool = False) -> bytes:
     rows = [[base64.b64encode(pngs[(start + i) % len(pngs)]).decode()] for i in range(batch)]
+    if v2:  # the V2 inference protocol, as the KServe predictor reads it
+        tensor = {"name": "image", "datatype": "BYTES", "shape": [batch, 1], "data": rows}
+        return json.dumps({"inputs": [tensor]}).encode()
     return json.dumps({"dataframe_split": {"columns": ["image"], "data": rows}}).encode()
 
 
 def client(url: str, bodies: list[bytes], until: float, out: list, errors: list) -> None:
     """Post back to back on one keep-alive connection until ``until``."""
+    path, answered = "/invocations", "predictions"
+    if url.endswith(V2_SUFFIX):
+        url, path, answered = url[: -len(V2_SUFFIX)], f"/v2/models/{KSERVE_NAME}/infer", "outputs"
     parts = urllib.parse.urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
     i = 0
@@ -120,10 +160,10 @@ def client(url: str, bodies: list[bytes], until: float, out: list, errors: list)
         i += 1
         started = time.perf_counter()
         try:
-            connection.request("POST", "/invocations", body, {"Content-Type": "application/json"})
+            connection.request("POST", path, body, {"Content-Type": "application/json"})
             response = connection.getresponse()
             answer = response.read()
-            ok = response.status == 200 and "predictions" in json.loads(answer)
+            ok = response.status == 200 and answered in json.loads(answer)
         except (OSError, http.client.HTTPException, ValueError) as err:
             ok, answer = False, repr(err).encode()
             connection.close()
@@ -146,17 +186,25 @@ def main() -> None:
     parser.add_argument("--model-uri", default="models:/captcha-ocr@champion")
     parser.add_argument("--fresh-registry", action="store_true")
     parser.add_argument("--url", help="an already running scoring server")
+    parser.add_argument("--workers", type=int, default=1, help="server processes")
+    parser.add_argument(
+        "--kserve-python",
+        help="serve with the KServe predictor, run by this python (a serving venv's)",
+    )
     args = parser.parse_args()
 
     pngs = captcha_pngs()
-    bodies = [payload(pngs, i * args.batch, args.batch) for i in range(len(pngs))]
+    v2 = bool(args.kserve_python)
+    bodies = [payload(pngs, i * args.batch, args.batch, v2) for i in range(len(pngs))]
     server = None
     with tempfile.TemporaryDirectory(prefix="serve-load-") as scratch:
         url, model_uri = args.url, args.model_uri
         if url is None:
             if args.fresh_registry:
                 model_uri = fresh_registry(Path(scratch), pngs)
-            server, url = start_server(model_uri)
+            server, url = start_server(model_uri, args.workers, args.kserve_python, Path(scratch))
+        if v2:
+            url += V2_SUFFIX
         try:
             warm: list[float] = []
             client(url, bodies[:1], time.monotonic() + 2, warm, [])  # first calls trace graphs
@@ -176,11 +224,16 @@ def main() -> None:
         finally:
             if server is not None:  # the whole group: the server's workers too
                 os.killpg(server.pid, signal.SIGTERM)
-                server.wait(timeout=30)
+                try:
+                    server.wait(timeout=30)
+                except subprocess.TimeoutExpired:  # kserve waits out a grace period
+                    os.killpg(server.pid, signal.SIGKILL)
+                    server.wait(timeout=30)
 
     every = [t for per_client in latencies for t in per_client]
     ms = [t * 1000 for t in every]
-    print(f"served {model_uri} at {url} ({'started here' if server else 'given'})")
+    what = "KServe predictor" if v2 else f"mlflow models serve -w {args.workers}"
+    print(f"served {model_uri} by {what} at {url} ({'started here' if server else 'given'})")
     print(f"{args.clients} clients, {args.batch} image(s) per request, {elapsed:.1f} s")
     print(
         f"requests {len(every)}, errors {len(errors)}, "

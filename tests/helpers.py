@@ -38,12 +38,16 @@ def set_source(path: Path, source: Path | str) -> None:
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def untrained_reader(folder: Path, seed: int | None = None) -> Path:
-    """A real reader file with untrained weights (the same garbage every time with a seed)."""
+def untrained_reader(folder: Path, seed: int | None = None, int8: bool = True) -> Path:
+    """A real reader file with untrained weights (the same garbage every time with a seed),
+    and beside it what export writes for serving: the ONNX network, its vocabulary and,
+    with ``int8``, the int8 copy (calibrated on noise: there is nothing to lose)."""
     import keras
+    import numpy as np
 
     from captcha_ocr.config import TrainParams
     from captcha_ocr.core.model import build_reader, build_training_model
+    from captcha_ocr.core.runtimes import export_onnx, quantize_onnx
     from captcha_ocr.core.vocabulary import Vocabulary
 
     if seed is not None:
@@ -52,6 +56,11 @@ def untrained_reader(folder: Path, seed: int | None = None) -> Path:
     model = build_training_model(TrainParams(**UNTRAINED), 50, 200, vocabulary.num_classes)
     path = folder / "captcha_reader.keras"
     build_reader(model, vocabulary).save(path)
+    export_onnx(model, folder / "captcha_network.onnx")
+    vocabulary.save(folder / "vocabulary.json")
+    if int8:
+        noise = np.random.default_rng(0).integers(0, 256, (16, 50, 200), dtype=np.uint8)
+        quantize_onnx(folder / "captcha_network.onnx", folder / "captcha_network_int8.onnx", noise)
     return path
 
 

@@ -23,6 +23,7 @@ STEPS = (
     "demo",
     "pipeline",
     "lineage",
+    "deploy",
 )
 # The module that runs each command, under captcha_ocr.
 MODULES = {
@@ -31,6 +32,7 @@ MODULES = {
     "demo": "serving.demo",
     "pipeline": "kubeflow.cli",
     "lineage": "lineage",
+    "deploy": "serving.deploy",
 }
 
 
@@ -43,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         print("or try them in a browser: captcha-ocr demo [--model URI] [--port 8000]")
         print("or run it on Kubeflow: captcha-ocr pipeline {compile,run-local,submit}")
         print("or find a model's data: captcha-ocr lineage [models:/captcha-ocr@champion]")
+        print("or serve it on KServe: captcha-ocr deploy kserve [--model URI] [-o FILE]")
         return 0 if argv[:1] in ([], ["-h"], ["--help"]) else 2
     step, rest = argv[0], argv[1:]
     module = importlib.import_module(f"captcha_ocr.{MODULES[step]}")

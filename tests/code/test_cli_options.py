@@ -20,6 +20,7 @@ ABBREVIATED = {
     "demo": ["--mod", "nowhere.keras"],
     "pipeline": ["compile", "--out", "nowhere.yaml"],
     "lineage": ["--hel"],
+    "deploy": ["kserve", "--storage", "s3://b/m"],
 }
 
 

@@ -29,16 +29,16 @@ def test_registered_reader_holds_no_pickle(store, reader_file, captcha_pngs):
     assert pyfunc["model_code_path"].endswith("pyfunc_model.py")
 
 
-def test_a_registered_reader_that_is_no_keras_archive_is_named_by_its_uri(
+def test_a_registered_network_that_is_no_onnx_model_is_named_by_its_uri(
     store, reader_file, captcha_pngs
 ):
     from captcha_ocr.serving.predict import Predictor
     from captcha_ocr.serving.readers import NotOurModel
 
     version = register(reader_file, NAME, next(iter(captcha_pngs.values())), 0.9, 0.0)
-    (stored,) = (store / "mlartifacts").rglob("artifacts/*.keras")
-    stored.write_bytes(b"\x80\x04not a zip, a pickle would start like this")
+    (stored,) = (store / "mlartifacts").rglob("artifacts/*_int8.onnx")
+    stored.write_bytes(b"\x80\x04not ONNX, a pickle would start like this")
     uri = f"models:/{NAME}/{version}"
-    message = f"^{uri}/artifacts/{stored.name}: is not a Keras archive"
+    message = f"^{uri}/artifacts/{stored.name}: is not an ONNX model"
     with pytest.raises(NotOurModel, match=message):
         Predictor(uri)

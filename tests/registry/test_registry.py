@@ -67,10 +67,12 @@ def test_champion_loads_by_alias_and_reads_images(store, reader_file, captcha_pn
     out = model.predict(pd.DataFrame({"image": [encode_image(p) for p in pngs]}))
     assert list(out.columns) == ["text", "confidence"] and len(out) == len(pngs)
 
-    # The same answers as the reader file itself: the registry adds no drift.
-    from captcha_ocr.core.model import CaptchaReader
+    # The same answers as the network it serves (int8, OpenVINO): the registry adds no drift.
+    from captcha_ocr.core.runtimes import OpenVinoReader
+    from captcha_ocr.core.vocabulary import Vocabulary
 
-    reader = CaptchaReader.load(reader_file)
+    vocabulary = Vocabulary.load(reader_file.with_name("vocabulary.json"))
+    reader = OpenVinoReader(reader_file.with_name("captcha_network_int8.onnx"), vocabulary)
     texts, confidence = reader.read(np.stack([decode_image(p, 50, 200) for p in pngs]))
     assert out["text"].tolist() == texts
     np.testing.assert_allclose(out["confidence"], confidence, rtol=1e-5)

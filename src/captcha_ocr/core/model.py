@@ -16,7 +16,6 @@ default; the figures are in bench/README.md). Two models come out of it:
 from __future__ import annotations
 
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -24,10 +23,14 @@ import numpy as np
 from keras import layers, ops
 
 from captcha_ocr.config import TrainParams
-from captcha_ocr.core.ctc import character_confidences, greedy_decode
+from captcha_ocr.core.ctc import greedy_decode
 from captcha_ocr.core.images import with_channels
+
+# ModelLoadError and Reading are re-exported: callers have always imported them from here.
+from captcha_ocr.core.readings import ModelLoadError as ModelLoadError
+from captcha_ocr.core.readings import Reading as Reading
+from captcha_ocr.core.readings import readings
 from captcha_ocr.core.vocabulary import BLANK_INDEX, Vocabulary
-from captcha_ocr.errors import CaptchaOcrError
 
 PACKAGE = "captcha_ocr"
 
@@ -208,19 +211,6 @@ def export_saved_model(reader: keras.Model, path) -> None:
     archive.write_out(str(path), verbose=False)
 
 
-@dataclass(frozen=True)
-class Reading:
-    """One image read: the text, its best-path probability, a score per character."""
-
-    text: str
-    confidence: float
-    characters: list[tuple[str, float]]
-
-
-class ModelLoadError(CaptchaOcrError, ValueError):
-    pass
-
-
 class CaptchaReader:
     """A saved reader model, from images to text."""
 
@@ -282,16 +272,3 @@ class CaptchaReader:
         out = infer(with_channels(images).astype("float32"))
         texts = [self.vocabulary.decode(row) for row in out["codes"].numpy().tolist()]
         return readings(texts, out["confidence"].numpy(), out["logits"].numpy())
-
-
-def readings(texts: list[str], confidences: np.ndarray, logits: np.ndarray) -> list[Reading]:
-    """Each text with its confidence and a score per character, from the logits it came from."""
-    probabilities = np.asarray(ops.softmax(logits, axis=-1), dtype="float64")
-    found = []
-    for text, conf, scores in zip(
-        texts, confidences, character_confidences(probabilities), strict=True
-    ):
-        if len(scores) != len(text):
-            raise RuntimeError(f"decoded {text!r} but found {len(scores)} character runs")
-        found.append(Reading(text, float(conf), list(zip(text, scores, strict=True))))
-    return found

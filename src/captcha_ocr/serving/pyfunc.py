@@ -7,6 +7,12 @@ Output: a DataFrame with ``text`` and ``confidence`` per image.
 
 Bad input raises an MlflowException with INVALID_PARAMETER_VALUE, which the
 MLflow scoring server answers with HTTP 400 and the message, and goes on serving.
+
+The model reads with the exported network, not with Keras: the int8 network
+under OpenVINO when the export kept it, else the float one under onnxruntime
+(the model's ``runtime`` config says which; ``registry.register_reader``
+chooses). A request of N images is one network call. Nothing here imports
+TensorFlow or Keras, so the served environment installs neither.
 """
 
 from __future__ import annotations
@@ -52,12 +58,17 @@ def decode_batch(frame: pd.DataFrame, height: int, width: int, channels: int = 1
     """Base64 column to an (N, height, width[, channels]) uint8 batch; errors name the row."""
     if INPUT_COLUMN not in frame.columns:
         raise bad_request(f"expected a column {INPUT_COLUMN!r} of base64 images")
-    if len(frame) == 0:
+    return decode_values(list(frame[INPUT_COLUMN]), height, width)
+
+
+def decode_values(values: list, height: int, width: int) -> np.ndarray:
+    """Base64 images to an (N, height, width) uint8 batch; errors name the row."""
+    if len(values) == 0:
         raise bad_request("empty batch: send at least one image")
-    if len(frame) > MAX_BATCH:
-        raise bad_request(f"batch of {len(frame)} images, limit {MAX_BATCH}")
+    if len(values) > MAX_BATCH:
+        raise bad_request(f"batch of {len(values)} images, limit {MAX_BATCH}")
     images = []
-    for row, value in enumerate(frame[INPUT_COLUMN]):
+    for row, value in enumerate(values):
         if not isinstance(value, str | bytes) or not value:
             raise bad_request(f"row {row}: empty or missing image")
         try:
@@ -72,18 +83,29 @@ def decode_batch(frame: pd.DataFrame, height: int, width: int, channels: int = 1
 
 
 class CaptchaReaderModel(PythonModel):
-    """Loads the exported ``.keras`` reader from the model's artifacts."""
+    """Opens the exported network and its vocabulary from the model's artifacts."""
 
     def load_context(self, context):
-        from captcha_ocr.core.model import CaptchaReader
+        from captcha_ocr.core.runtimes import open_network
+        from captcha_ocr.core.vocabulary import Vocabulary
 
-        self.reader = CaptchaReader.load(context.artifacts["reader"])
+        runtime = (context.model_config or {}).get("runtime", "onnxruntime")
+        vocabulary = Vocabulary.load(context.artifacts["vocabulary"])
+        self.reader = open_network(context.artifacts["network"], vocabulary, runtime, MAX_BATCH)
+        # The first call of each batch size compiles or allocates; pay for one image now.
+        self.reader.read(np.full((1, self.reader.height, self.reader.width), 255, np.uint8))
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:  # noqa: ARG002
         reader = self.reader
         images = decode_batch(model_input, reader.height, reader.width, reader.channels)
         texts, confidence = self.reader.read(images)
         return pd.DataFrame({"text": texts, "confidence": confidence.astype("float64")})
+
+    def read_values(self, values: list) -> tuple[list[str], np.ndarray]:
+        """``predict`` without the DataFrames: base64 images in, texts and confidences out.
+        The same checks and errors; what the KServe predictor calls."""
+        images = decode_values(values, self.reader.height, self.reader.width)
+        return self.reader.read(images)
 
 
 def encode_image(data: bytes) -> str:

@@ -4,9 +4,12 @@ A model is input like any other: a folder or an MLflow URI can hold a pickle
 or code that runs the moment MLflow loads it. So an MLflow model is never
 handed to ``mlflow.pyfunc.load_model`` here. Its ``MLmodel`` file is fetched
 alone and must describe this project's reader: the python_function flavor
-loaded from code (``pyfunc_model.py``), nothing else, with one ``.keras``
-artifact. Only that artifact is then fetched and opened, in Keras safe mode,
-by the code installed here; the model's own code files are never run.
+loaded from code (``pyfunc_model.py``), nothing else. Its network (ONNX)
+and vocabulary artifacts are then fetched and opened under the runtime the
+model serves with (its ``runtime`` config), so the demo reads as the served
+model does; a version registered before the ONNX network was served has only
+a ``.keras`` artifact, opened in Keras safe mode. Either way by the code
+installed here: the model's own code files are never run.
 """
 
 from __future__ import annotations
@@ -90,19 +93,67 @@ def resolve_model_uri(uri: str) -> dict[str, str]:
     return source
 
 
-def open_mlflow_reader(uri: str, folder: Path | None = None) -> CaptchaReader:
+def open_mlflow_reader(uri: str, folder: Path | None = None):
     """The reader in the MLflow model at ``uri`` (or the local ``folder``), checked first."""
     root = folder if folder is not None else artifact_root(uri)
     with tempfile.TemporaryDirectory(prefix="captcha-ocr-model-") as scratch:
         mlmodel = fetch(uri, root, "MLmodel", scratch)
-        artifact = reader_artifact(uri, mlmodel.read_text(encoding="utf-8", errors="replace"))
+        text = mlmodel.read_text(encoding="utf-8", errors="replace")
+        served = network_artifacts(uri, text)
+        artifact = served[0] if served else reader_artifact(uri, text)
         local = fetch(uri, root, artifact, scratch)
         try:
+            if served:
+                # Both runtimes read the whole file into memory: the scratch copy may go.
+                return open_served_network(local, fetch(uri, root, served[1], scratch), served[2])
             # Keras reads the whole archive into memory: the scratch copy may go.
             return CaptchaReader.load(local)
         except ModelLoadError as err:  # named by the URI, not by a scratch copy
             named = str(err).replace(str(local), f"{uri.rstrip('/')}/{artifact}")
             raise NotOurModel(named) from None
+
+
+def open_served_network(network: Path, vocabulary_file: Path, runtime: str):
+    """The network under the runtime the registered model serves with."""
+    from captcha_ocr.core.runtimes import check_is_onnx, open_network
+    from captcha_ocr.core.vocabulary import Vocabulary
+
+    try:
+        vocabulary = Vocabulary.load(vocabulary_file)
+    except (ValueError, KeyError, TypeError) as err:
+        raise ModelLoadError(
+            f"{network}: its vocabulary is not a captcha vocabulary: {err}"
+        ) from None
+    check_is_onnx(network)
+    try:
+        return open_network(network, vocabulary, runtime)
+    except (RuntimeError, ValueError) as err:  # the runtimes' errors run to many lines
+        message = (str(err).strip() or type(err).__name__).splitlines()[0]
+        raise ModelLoadError(f"{network}: not read as a captcha network: {message}") from None
+
+
+def network_artifacts(uri: str, mlmodel: str) -> tuple[str, str, str] | None:
+    """(network, vocabulary, runtime) of a model that serves its ONNX network, else None.
+
+    The MLmodel must be this project's reader (``reader_artifact`` checks it).
+    """
+    reader_artifact(uri, mlmodel)
+    pyfunc = yaml.safe_load(mlmodel)["flavors"]["python_function"]
+    artifacts = pyfunc.get("artifacts") or {}
+    if "network" not in artifacts:
+        return None
+    config = pyfunc.get("config") or {}  # the model_config it was logged with
+    runtime = config.get("runtime") if isinstance(config, dict) else None
+    found = []
+    for name, suffix in (("network", ".onnx"), ("vocabulary", ".json")):
+        entry = artifacts.get(name)
+        path = PurePosixPath(str(entry.get("path", ""))) if isinstance(entry, dict) else None
+        if path is None or path.suffix != suffix or path.is_absolute() or ".." in path.parts:
+            raise NotOurModel(f"{uri}: is not a captcha-ocr reader: no {suffix} {name} in it")
+        found.append(str(path))
+    if runtime not in ("openvino", "onnxruntime"):
+        raise NotOurModel(f"{uri}: is not a captcha-ocr reader: unknown runtime {runtime!r}")
+    return found[0], found[1], runtime
 
 
 def artifact_root(uri: str) -> str:

@@ -1,0 +1,138 @@
+"""The registered model as a KServe predictor, on the V2 inference protocol.
+
+    python -m captcha_ocr.serving.kserve_predictor --model_name captcha-ocr --model_dir /mnt/models
+
+Runs in the serving environment (``requirements-serve.txt``, no TensorFlow):
+the MLflow model in ``--model_dir`` (where KServe's storage initializer puts
+the version's files) is loaded as the pyfunc it is, so it reads with the
+runtime it was registered with (OpenVINO int8 or onnxruntime).
+
+Request (``POST /v2/models/<name>/infer``): one input ``image``, datatype
+``BYTES``, shape ``[N]`` or ``[N, 1]``, each element a base64 PNG or JPEG;
+the N images are one network call. Response: ``text`` (BYTES, ``[N]``) and
+``confidence`` (FP64, ``[N]``). A bad request gets a 400 whose message names
+the input or row, under the limits of ``serving.pyfunc``. ``GET
+/v2/models/<name>/ready`` and ``GET /v2/models/<name>`` (metadata) as in the
+protocol.
+
+Why the kserve SDK and not MLServer's MLflow runtime: that runtime needs the
+full ``mlflow`` package (scipy, scikit-learn, pyarrow, ...) and pins
+``fastapi<0.116``; this predictor adds the kserve SDK to the same small
+environment ``mlflow models serve`` uses (docs/operations.md#kserve).
+"""
+
+from __future__ import annotations
+
+import argparse
+import uuid
+from typing import Any
+
+import kserve
+from kserve.errors import InvalidInput
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+from mlflow.exceptions import MlflowException
+
+from captcha_ocr.serving.pyfunc import INPUT_COLUMN
+
+INPUT = {"name": INPUT_COLUMN, "datatype": "BYTES", "shape": [-1]}
+OUTPUTS = [
+    {"name": "text", "datatype": "BYTES", "shape": [-1]},
+    {"name": "confidence", "datatype": "FP64", "shape": [-1]},
+]
+
+
+class CaptchaPredictor(kserve.Model):
+    """The pyfunc model in ``model_dir``, answering V2 inference requests."""
+
+    def __init__(self, name: str, model_dir: str):
+        super().__init__(name)
+        self.model_dir = model_dir
+        self.model: Any = None  # the pyfunc, once loaded
+
+    def load(self) -> bool:
+        import mlflow
+
+        # The pyfunc as MLflow loads it (its code, its runtime); requests go to its
+        # python model directly: the V2 tensor is checked here, so MLflow's DataFrame
+        # schema checks would only add time.
+        self.model = mlflow.pyfunc.load_model(self.model_dir).unwrap_python_model()
+        self.ready = True
+        return self.ready
+
+    def get_input_types(self) -> list[dict]:
+        return [INPUT]
+
+    def get_output_types(self) -> list[dict]:
+        return OUTPUTS
+
+    def predict(self, payload, headers=None, response_headers=None) -> InferResponse:  # noqa: ARG002
+        try:
+            texts, confidence = self.model.read_values(request_images(payload))
+        except MlflowException as err:  # bad images: the pyfunc names the row
+            raise InvalidInput(err.message) from None
+        count = len(texts)
+        return InferResponse(
+            # The protocol's id is optional; the response must carry one all the same.
+            response_id=payload.id or str(uuid.uuid4()),
+            model_name=self.name,
+            infer_outputs=[
+                InferOutput("text", [count], "BYTES", data=texts),
+                InferOutput("confidence", [count], "FP64", data=confidence.astype(float).tolist()),
+            ],
+        )
+
+
+def request_images(payload) -> list[str]:
+    """The base64 images of a V2 request, or InvalidInput naming what is wrong."""
+    if not isinstance(payload, InferRequest):
+        raise InvalidInput("expected a V2 inference request with an input 'image'")
+    named = {tensor.name: tensor for tensor in payload.inputs}
+    if set(named) != {INPUT_COLUMN}:
+        raise InvalidInput(f"expected one input {INPUT_COLUMN!r}, got {sorted(named)}")
+    tensor = named[INPUT_COLUMN]
+    if tensor.datatype != "BYTES":
+        raise InvalidInput(f"input {INPUT_COLUMN!r}: datatype {tensor.datatype}, expected BYTES")
+    if len(tensor.shape) not in (1, 2) or tensor.shape[1:] not in ([], [1]):
+        raise InvalidInput(f"input {INPUT_COLUMN!r}: shape {tensor.shape}, expected [N] or [N, 1]")
+    values = [v for row in tensor.data for v in (row if isinstance(row, list) else [row])]
+    if len(values) != tensor.shape[0]:
+        raise InvalidInput(
+            f"input {INPUT_COLUMN!r}: shape says {tensor.shape[0]} images, data holds {len(values)}"
+        )
+    return [v.decode("ascii", "replace") if isinstance(v, bytes) else v for v in values]
+
+
+def bind_to(host: str) -> None:
+    """Make the REST server listen on ``host``: kserve 0.21 always binds 0.0.0.0."""
+    import uvicorn
+
+    original = uvicorn.Config.__init__
+
+    def bound(self, *args, **kwargs):
+        original(self, *args, **{**kwargs, "host": host})
+
+    uvicorn.Config.__init__ = bound  # type: ignore[method-assign]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="captcha-ocr-kserve",
+        description=__doc__,
+        parents=[kserve.model_server.parser],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    # kserve's own options (--model_name, --http_port, ...) come with its parser.
+    parser.set_defaults(model_name="captcha-ocr")
+    parser.add_argument("--model_dir", default="/mnt/models", help="the MLflow model's folder")
+    parser.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
+    args, _ = parser.parse_known_args(argv)
+    if args.host != "0.0.0.0":
+        bind_to(args.host)
+    predictor = CaptchaPredictor(args.model_name, args.model_dir)
+    predictor.load()
+    kserve.ModelServer(http_port=args.http_port, enable_grpc=False, workers=1).start([predictor])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""The KServe predictor, for real, in the serving venv (no TensorFlow) on 127.0.0.1.
+
+The registered model's files are downloaded as KServe's storage initializer
+would put them in /mnt/models; the predictor serves them on the V2 protocol.
+Real captchas in one batch, then bad payloads, then it still answers.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+
+from captcha_ocr.core.images import decode_image
+from captcha_ocr.core.runtimes import OpenVinoReader
+from captcha_ocr.core.vocabulary import Vocabulary
+from captcha_ocr.serving.pyfunc import MAX_BATCH, MAX_IMAGE_BYTES
+from tests.helpers import free_port, wait_until_up
+
+from ..registry.conftest import register
+from .serve_venv import serve_env, serve_venv
+
+pytestmark = pytest.mark.slow
+NAME = "captcha-ocr"
+
+
+def call(url: str, body: bytes | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def infer_body(
+    values: list, name: str = "image", datatype: str = "BYTES", shape=None, **request
+) -> bytes:
+    tensor = {"name": name, "datatype": datatype, "shape": shape or [len(values)], "data": values}
+    return json.dumps({**request, "inputs": [tensor]}).encode()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+@pytest.fixture(scope="module")
+def venv() -> Path:
+    found = serve_venv()
+    missing = subprocess.run(
+        [str(found / "bin" / "python"), "-c", "import tensorflow"], capture_output=True
+    )
+    assert missing.returncode != 0, "the serving venv must not have TensorFlow"
+    return found
+
+
+@pytest.fixture
+def predictor(venv, store, reader_file, captcha_pngs, tmp_path):
+    version = register(reader_file, NAME, next(iter(captcha_pngs.values())), 0.9, 0.0)
+    model_dir = mlflow.artifacts.download_artifacts(
+        f"models:/{NAME}/{version}", dst_path=str(tmp_path / "mnt-models")
+    )
+    port = free_port()
+    command = [str(venv / "bin" / "python"), "-m", "captcha_ocr.serving.kserve_predictor"]
+    process = subprocess.Popen(
+        [*command, "--model_name", NAME, "--model_dir", model_dir, "--http_port", str(port)]
+        + ["--host", "127.0.0.1"],
+        env=serve_env(venv),
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        # A file, not a pipe: kserve logs every request, and a full pipe would block it.
+        stderr=(tmp_path / "predictor.log").open("w"),
+    )
+    url = f"http://127.0.0.1:{port}"
+    ready = f"{url}/v2/models/{NAME}/ready"
+    log = (tmp_path / "predictor.log").read_text
+    wait_until_up(lambda: call(ready)[0] == 200, process, "kserve predictor", log)
+    yield url
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def test_v2_protocol_reads_a_batch_of_real_captchas(predictor, reader_file, captcha_pngs):
+    status, metadata = call(f"{predictor}/v2/models/{NAME}")
+    assert status == 200, metadata
+    assert metadata["name"] == NAME
+    assert metadata["inputs"] == [{"name": "image", "datatype": "BYTES", "shape": [-1]}]
+    assert [o["name"] for o in metadata["outputs"]] == ["text", "confidence"]
+
+    pngs = list(captcha_pngs.values())[:8]
+    body = infer_body(list(map(b64, pngs)), id="req-1")
+    status, answer = call(f"{predictor}/v2/models/{NAME}/infer", body)
+    assert status == 200, answer
+    assert answer["model_name"] == NAME and answer["id"] == "req-1"
+    outputs = {o["name"]: o for o in answer["outputs"]}
+    assert outputs["text"]["shape"] == [len(pngs)] and outputs["text"]["datatype"] == "BYTES"
+    vocabulary = Vocabulary.load(reader_file.with_name("vocabulary.json"))
+    direct = OpenVinoReader(reader_file.with_name("captcha_network_int8.onnx"), vocabulary)
+    expected, confidence = direct.read(np.stack([decode_image(p, 50, 200) for p in pngs]))
+    assert outputs["text"]["data"] == expected
+    np.testing.assert_allclose(outputs["confidence"]["data"], confidence, rtol=1e-4)
+    # [N, 1], as a client that sends a column sends it; and no id (it is optional).
+    status, answer = call(
+        f"{predictor}/v2/models/{NAME}/infer", infer_body([b64(pngs[0])], shape=[1, 1])
+    )
+    assert status == 200, answer
+    assert answer["outputs"][0]["data"] == [expected[0]] and answer["id"]
+
+
+def test_bad_payloads_are_400s_that_name_the_problem(predictor, captcha_pngs):
+    png = b64(next(iter(captcha_pngs.values())))
+    infer = f"{predictor}/v2/models/{NAME}/infer"
+    bad = {
+        "row 0: not valid base64": infer_body(["@@@ not base64 @@@"]),
+        "row 1: not a readable image": infer_body([png, b64(b"plain text")]),
+        "expected one input 'image'": infer_body([png], name="picture"),
+        "datatype FP32, expected BYTES": infer_body([1.0], datatype="FP32"),
+        "shape says 3 images, data holds 1": infer_body([png], shape=[3]),
+        "empty batch": infer_body([], shape=[0]),
+        f"limit {MAX_BATCH}": infer_body([png] * (MAX_BATCH + 1)),
+        f"limit {MAX_IMAGE_BYTES}": infer_body([b64(b"\0" * (MAX_IMAGE_BYTES + 1))]),
+    }
+    for message, body in bad.items():
+        status, answer = call(infer, body)
+        assert status == 400, (message, status, answer)
+        assert message in answer.get("error", ""), (message, answer)
+    status, _ = call(infer, b"{not json")
+    assert 400 <= status < 500
+    assert call(f"{predictor}/v2/models/nobody/ready")[0] == 404
+    # Still serving after all that.
+    status, answer = call(infer, infer_body([png]))
+    assert status == 200, answer
