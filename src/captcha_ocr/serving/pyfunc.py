@@ -58,11 +58,11 @@ def decode_batch(frame: pd.DataFrame, height: int, width: int, channels: int = 1
     """Base64 column to an (N, height, width[, channels]) uint8 batch; errors name the row."""
     if INPUT_COLUMN not in frame.columns:
         raise bad_request(f"expected a column {INPUT_COLUMN!r} of base64 images")
-    return decode_values(list(frame[INPUT_COLUMN]), height, width)
+    return decode_values(list(frame[INPUT_COLUMN]), height, width, channels)
 
 
-def decode_values(values: list, height: int, width: int) -> np.ndarray:
-    """Base64 images to an (N, height, width) uint8 batch; errors name the row."""
+def decode_values(values: list, height: int, width: int, channels: int = 1) -> np.ndarray:
+    """Base64 images to an (N, height, width[, channels]) uint8 batch; errors name the row."""
     if len(values) == 0:
         raise bad_request("empty batch: send at least one image")
     if len(values) > MAX_BATCH:
@@ -93,7 +93,8 @@ class CaptchaReaderModel(PythonModel):
         vocabulary = Vocabulary.load(context.artifacts["vocabulary"])
         self.reader = open_network(context.artifacts["network"], vocabulary, runtime, MAX_BATCH)
         # The first call of each batch size compiles or allocates; pay for one image now.
-        self.reader.read(np.full((1, self.reader.height, self.reader.width), 255, np.uint8))
+        colour = (self.reader.channels,) if self.reader.channels > 1 else ()
+        self.reader.read(np.full((1, self.reader.height, self.reader.width, *colour), 255, np.uint8))
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:  # noqa: ARG002
         reader = self.reader
