@@ -93,8 +93,9 @@ class CaptchaReaderModel(PythonModel):
         vocabulary = Vocabulary.load(context.artifacts["vocabulary"])
         self.reader = open_network(context.artifacts["network"], vocabulary, runtime, MAX_BATCH)
         # The first call of each batch size compiles or allocates; pay for one image now.
-        colour = (self.reader.channels,) if self.reader.channels > 1 else ()
-        self.reader.read(np.full((1, self.reader.height, self.reader.width, *colour), 255, np.uint8))
+        reader = self.reader
+        colour = (reader.channels,) if reader.channels > 1 else ()
+        reader.read(np.full((1, reader.height, reader.width, *colour), 255, np.uint8))
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:  # noqa: ARG002
         reader = self.reader
