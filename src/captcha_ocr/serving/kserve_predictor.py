@@ -4,8 +4,9 @@
 
 Runs in the serving environment (``requirements-serve.txt``, no TensorFlow):
 the MLflow model in ``--model_dir`` (where KServe's storage initializer puts
-the version's files) is loaded as the pyfunc it is, so it reads with the
-runtime it was registered with (OpenVINO int8 or onnxruntime).
+the version's files) is opened as the demo opens it: its MLmodel is checked,
+and its network reads under the runtime it was registered with (OpenVINO int8
+or onnxruntime). None of the code that came with the model runs.
 
 Request (``POST /v2/models/<name>/infer``): one input ``image``, datatype
 ``BYTES``, shape ``[N]`` or ``[N, 1]``, each element a base64 PNG or JPEG;
@@ -24,15 +25,18 @@ environment ``mlflow models serve`` uses (docs/operations.md#kserve).
 from __future__ import annotations
 
 import argparse
+import os
 import uuid
+from pathlib import Path
 from typing import Any
 
 import kserve
+import numpy as np
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from mlflow.exceptions import MlflowException
 
-from captcha_ocr.serving.pyfunc import INPUT_COLUMN
+from captcha_ocr.serving.pyfunc import INPUT_COLUMN, decode_values
 
 INPUT = {"name": INPUT_COLUMN, "datatype": "BYTES", "shape": [-1]}
 OUTPUTS = [
@@ -42,20 +46,23 @@ OUTPUTS = [
 
 
 class CaptchaPredictor(kserve.Model):
-    """The pyfunc model in ``model_dir``, answering V2 inference requests."""
+    """The registered model in ``model_dir``, answering V2 inference requests."""
 
     def __init__(self, name: str, model_dir: str):
         super().__init__(name)
         self.model_dir = model_dir
-        self.model: Any = None  # the pyfunc, once loaded
+        self.reader: Any = None  # the network under its runtime, once loaded
 
     def load(self) -> bool:
-        import mlflow
+        from captcha_ocr.serving.readers import open_mlflow_reader
 
-        # The pyfunc as MLflow loads it (its code, its runtime); requests go to its
-        # python model directly: the V2 tensor is checked here, so MLflow's DataFrame
-        # schema checks would only add time.
-        self.model = mlflow.pyfunc.load_model(self.model_dir).unwrap_python_model()
+        # The model's files are read as data, as the demo reads them: its MLmodel is
+        # checked, then its network opens under the runtime it names, by the code
+        # installed in this image. Nothing that came with the model runs, and
+        # MLflow's DataFrame checks are skipped (the V2 tensor is checked here).
+        self.reader = reader = open_mlflow_reader(self.model_dir, folder=Path(self.model_dir))
+        colour = (reader.channels,) if reader.channels > 1 else ()
+        reader.read(np.full((1, reader.height, reader.width, *colour), 255, np.uint8))
         self.ready = True
         return self.ready
 
@@ -67,9 +74,13 @@ class CaptchaPredictor(kserve.Model):
 
     def predict(self, payload, headers=None, response_headers=None) -> InferResponse:  # noqa: ARG002
         try:
-            texts, confidence = self.model.read_values(request_images(payload))
-        except MlflowException as err:  # bad images: the pyfunc names the row
+            reader = self.reader
+            images = decode_values(
+                request_images(payload), reader.height, reader.width, reader.channels
+            )
+        except MlflowException as err:  # bad images: the message names the row
             raise InvalidInput(err.message) from None
+        texts, confidence = reader.read(images)
         count = len(texts)
         return InferResponse(
             # The protocol's id is optional; the response must carry one all the same.
@@ -125,10 +136,12 @@ def main(argv: list[str] | None = None) -> None:
     # kserve's own options (--model_name, --http_port, ...) come with its parser.
     parser.set_defaults(model_name="captcha-ocr")
     parser.add_argument("--model_dir", default="/mnt/models", help="the MLflow model's folder")
-    parser.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
+    # Loopback unless told: the serving image sets CAPTCHA_OCR_HOST to every
+    # interface, since a pod is reached through its own IP.
+    host = os.environ.get("CAPTCHA_OCR_HOST", "127.0.0.1")
+    parser.add_argument("--host", default=host, help=f"address to bind (default {host})")
     args, _ = parser.parse_known_args(argv)
-    if args.host != "0.0.0.0":
-        bind_to(args.host)
+    bind_to(args.host)
     predictor = CaptchaPredictor(args.model_name, args.model_dir)
     predictor.load()
     kserve.ModelServer(http_port=args.http_port, enable_grpc=False, workers=1).start([predictor])

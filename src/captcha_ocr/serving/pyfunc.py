@@ -103,12 +103,6 @@ class CaptchaReaderModel(PythonModel):
         texts, confidence = self.reader.read(images)
         return pd.DataFrame({"text": texts, "confidence": confidence.astype("float64")})
 
-    def read_values(self, values: list) -> tuple[list[str], np.ndarray]:
-        """``predict`` without the DataFrames: base64 images in, texts and confidences out.
-        The same checks and errors; what the KServe predictor calls."""
-        images = decode_values(values, self.reader.height, self.reader.width)
-        return self.reader.read(images)
-
 
 def encode_image(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")

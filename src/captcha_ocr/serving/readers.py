@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlparse
 
 import yaml
 
-from captcha_ocr.core.model import CaptchaReader, ModelLoadError
+from captcha_ocr.core.readings import ModelLoadError
 from captcha_ocr.errors import CaptchaOcrError
 
 READER_NAME = "captcha_reader.keras"
@@ -39,6 +39,8 @@ def open_reader(model: str):
     if local.is_dir() and (local / READER_NAME).is_file():
         local = local / READER_NAME
     if local.is_file() and local.suffix == ".keras":
+        from captcha_ocr.core.model import CaptchaReader  # Keras, only for a .keras file
+
         return CaptchaReader.load(local), {"kind": "local file", "uri": str(local.resolve())}
     if local.is_file() and local.suffix == ".onnx":
         from captcha_ocr.core.runtimes import open_onnx_reader
@@ -106,6 +108,8 @@ def open_mlflow_reader(uri: str, folder: Path | None = None):
             if served:
                 # Both runtimes read the whole file into memory: the scratch copy may go.
                 return open_served_network(local, fetch(uri, root, served[1], scratch), served[2])
+            from captcha_ocr.core.model import CaptchaReader  # an older version: Keras
+
             # Keras reads the whole archive into memory: the scratch copy may go.
             return CaptchaReader.load(local)
         except ModelLoadError as err:  # named by the URI, not by a scratch copy
