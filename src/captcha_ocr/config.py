@@ -92,16 +92,31 @@ class TrainParams(Section):
     model_config = FINITE
 
     seed: int = 1337
-    epochs: int = Field(20, ge=1)
+    # "auto": about target_steps optimizer updates, whatever the set's size
+    # (core/recipe.py, epochs_for): 10 to 200 epochs.
+    epochs: Size | Literal["auto"] = "auto"
+    target_steps: int = Field(3000, ge=1, le=1_000_000)
     batch_size: int = Field(8, ge=1)
     learning_rate: float = Field(2e-3, gt=0)
     warmup_epochs: int = Field(0, ge=0)
     lr_schedule: Literal["constant", "cosine"] = "cosine"
     weight_decay: float = Field(0.0, ge=0)
-    patience: int = Field(8, ge=1)
+    # Epochs without a better val_loss before training stops; counted only once
+    # the model reads (val CER below 0.5). "auto": a quarter of the epochs, 5 to 20.
+    patience: Size | Literal["auto"] = "auto"
+    # Training images only, redrawn every epoch (core/augment.py); false: as they are.
+    augment: bool = True
+    augment_rotate: float = Field(3.0, ge=0, le=30, description="degrees, either way")
+    augment_shear: float = Field(0.15, ge=0, le=1, description="horizontal shear factor")
+    augment_shift: float = Field(0.03, ge=0, le=0.25, description="of width and height")
+    augment_scale: float = Field(0.05, ge=0, le=0.5, description="zoom in or out by up to")
+    augment_warp: float = Field(0.03, ge=0, le=0.2, description="perspective tilt")
     # Narrow each training image by a random 0 to this fraction, keeping its
     # height and label: crowded characters, the case small front ends misread.
     augment_squeeze: float = Field(0.0, ge=0, lt=1)
+    augment_contrast: float = Field(0.3, ge=0, lt=1, description="contrast x (1 +- this)")
+    augment_noise: float = Field(8.0, ge=0, le=64, description="Gaussian noise sigma, 0-255 units")
+    augment_blur: float = Field(0.5, ge=0, le=1, description="share of a 3x3 blur mixed in")
     conv_filters: list[Size] = Field(default_factory=lambda: [32, 64], min_length=1)
     # Max-pool (height, width) after each conv block; width pooling sets the
     # number of time steps the sequence layers and CTC see (200 / 2 / 2 = 50).
@@ -126,6 +141,14 @@ class TrainParams(Section):
     # so three layers of 3 taps see 15 columns.
     sequence_dilate: bool = False
     sequence_dropout: float = Field(0.0, ge=0, lt=1)
+
+    @field_validator("epochs", "patience", mode="before")
+    @classmethod
+    def _count_or_auto(cls, value: object) -> object:
+        # One plain message, not one per member of the union.
+        if value == "auto" or (type(value) is int and value >= 1):
+            return value
+        raise ValueError(f"{value!r} is neither a whole number of at least 1 nor 'auto'")
 
     @model_validator(mode="after")
     def _check(self) -> TrainParams:
