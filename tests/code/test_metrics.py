@@ -67,6 +67,13 @@ def test_wilson_interval_known_values():
     assert wilson_interval(87, 100) == pytest.approx((0.7902, 0.9224), abs=1e-4)
 
 
+@pytest.mark.parametrize("total", [1, 13, 64, 94])
+def test_wilson_interval_holds_none_and_all_exactly(total):
+    # So that low <= exact match <= high holds with no rounding slack.
+    assert wilson_interval(0, total)[0] == 0.0
+    assert wilson_interval(total, total)[1] == 1.0
+
+
 @pytest.mark.parametrize(("right", "total"), [(0, 0), (-1, 3), (4, 3)])
 def test_wilson_interval_refuses_impossible_counts(right, total):
     with pytest.raises(ValueError, match="no samples|successes"):

@@ -69,7 +69,7 @@ def test_the_default_changes_every_training_image_and_keeps_shape_and_label(capt
     assert sorted(fed) == list(range(len(images)))  # every image once, with its label
     for k, image in fed.items():
         assert image.shape == (50, 200, 1) and image.dtype == np.float32
-        assert 0 <= image.min() and image.max() <= 255
+        assert image.min() >= 0 and image.max() <= 255
         assert np.abs(image[..., 0] - images[k]).mean() > 1  # changed
         # Still the same captcha: at 1/5 of the size, whatever its contrast, it
         # matches its own original better than any other.
@@ -105,7 +105,8 @@ def test_a_seeded_feed_is_repeatable_and_each_epoch_new(captcha_pngs):
         assert np.array_equal(y1.numpy(), y2.numpy())
         assert np.array_equal(x1.numpy(), x2.numpy())
     by_label = [
-        {int(y[0]): x for xs, ys in e for x, y in zip(xs.numpy(), ys.numpy())} for e in (one, two)
+        {int(y[0]): x for xs, ys in e for x, y in zip(xs.numpy(), ys.numpy(), strict=True)}
+        for e in (one, two)
     ]
     assert all(not np.array_equal(by_label[0][k], by_label[1][k]) for k in by_label[0])
     other_seed = list(training_inputs(images, labels, TrainParams(batch_size=4, seed=8))["x"])

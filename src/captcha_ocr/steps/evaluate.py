@@ -86,6 +86,7 @@ def evaluate(params: EvaluateParams) -> dict:
         )
 
     with tracking.resume_run(paths.MLFLOW_RUN):
+        tracking.log_dataset_inputs(tracking.TEST_SPLITS)  # read here, and only here
         mlflow.log_metrics(flat_metrics(metrics))
         for path in (
             paths.METRICS,
