@@ -3,7 +3,9 @@
 Early stopping watches val_loss and restores the best weights. After every
 epoch the model reads the whole validation split, so the history (and MLflow)
 shows what users care about, whole captchas read right and characters wrong,
-next to the loss.
+next to the loss. Patience counts only once validation CER is below 0.5 (the
+model has left the CTC plateau); a training that never gets there still ends
+well, and says plainly that the model reads nothing yet and what to try.
 
 Faults: after every epoch a checkpoint goes to ``.checkpoints/train/`` (see
 ``checkpoints.py``), so a killed training resumes there, in the same MLflow
