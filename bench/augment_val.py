@@ -26,6 +26,7 @@ from captcha_ocr import paths
 from captcha_ocr.config import TrainParams, load_params
 from captcha_ocr.core.model import build_training_model
 from captcha_ocr.core.recipe import (
+    AugmentOffThePlateau,
     ValidationReading,
     epochs_for,
     make_optimizer,
@@ -41,6 +42,9 @@ from captcha_ocr.steps.preprocess import load_split
 def main() -> None:
     name, seed = sys.argv[1], int(sys.argv[2])
     overrides = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
+    # "augment_from_start": true augments from the first epoch (the train step
+    # waits until the model has left the plateau).
+    from_start = overrides.pop("augment_from_start", False)
     base = load_params("params.yaml").train.model_dump()
     params = TrainParams.model_validate({**base, **overrides, "seed": seed})
 
@@ -56,13 +60,20 @@ def main() -> None:
         monitor="val_loss", patience=patience_for(params, epochs), restore_best_weights=True
     )
 
+    import tensorflow as tf
+
+    strength = tf.Variable(1.0 if from_start else 0.0, trainable=False)
     started = time.perf_counter()
     history = model.fit(
-        **training_inputs(train["images"], train["labels"], params),
+        **training_inputs(train["images"], train["labels"], params, strength),
         validation_data=(with_channels(val["images"]), val["labels"]),
         epochs=epochs,
         verbose=0,
-        callbacks=[ValidationReading(val["images"], val_texts, vocabulary), early],
+        callbacks=[
+            ValidationReading(val["images"], val_texts, vocabulary),
+            AugmentOffThePlateau(strength),
+            early,
+        ],
     ).history
     best = min(range(len(history["val_loss"])), key=history["val_loss"].__getitem__)
     result = {

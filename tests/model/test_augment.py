@@ -7,7 +7,7 @@ from captcha_ocr.config import TrainParams
 from captcha_ocr.core.augment import augment_batch
 from captcha_ocr.core.images import decode_image
 from captcha_ocr.core.model import build_training_model
-from captcha_ocr.core.recipe import training_inputs
+from captcha_ocr.core.recipe import AugmentOffThePlateau, training_inputs
 
 # Every augmentation off but the squeeze: its own tests below.
 ONLY_SQUEEZE = {
@@ -173,3 +173,23 @@ def test_squeeze_narrows_each_image_and_keeps_its_label(captcha_pngs):
         for x, y in zip(xs.numpy()[..., 0], ys.numpy(), strict=True)
     ]
     assert sum(narrowed) >= len(images) // 3
+
+
+def test_augmentation_waits_until_the_model_reads(captcha_pngs):
+    import tensorflow as tf
+
+    images, labels = real_captchas(captcha_pngs)
+    strength = tf.Variable(0.0, trainable=False)
+    params = TrainParams(batch_size=12)
+    feed = training_inputs(images, labels, params, strength)["x"]
+    callback = AugmentOffThePlateau(strength)
+
+    def changed() -> bool:
+        x, y = next(iter(feed))
+        return not np.array_equal(x.numpy()[..., 0], images[y.numpy()[:, 0]])
+
+    assert not changed()  # on the plateau: the images as they are
+    callback.on_epoch_end(0, {"val_cer": 0.8})
+    assert not changed()
+    callback.on_epoch_end(1, {"val_cer": 0.45})  # reads: augmented from the next epoch on
+    assert changed()

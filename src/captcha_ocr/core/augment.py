@@ -40,23 +40,33 @@ def augments(p: TrainParams) -> bool:
     return p.augment and any(strengths)
 
 
-def augment_batch(images: tf.Tensor, seed: tf.Tensor, p: TrainParams) -> tf.Tensor:
-    """A float32 batch (N, H, W, C) of 0-255 pixels, changed at random by ``seed`` (2 int)."""
+def augment_batch(
+    images: tf.Tensor, seed: tf.Tensor, p: TrainParams, strength: tf.Tensor | float = 1.0
+) -> tf.Tensor:
+    """A float32 batch (N, H, W, C) of 0-255 pixels, changed at random by ``seed`` (2 int).
+
+    ``strength`` (0 to 1) scales every change: 0 gives the images back as float32.
+    """
     import tensorflow as tf
 
     geometry, photometry = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     images = tf.cast(images, tf.float32)
-    images = _transform(images, geometry, p)
-    return _photometric(images, photometry, p)
+    strength = tf.cast(strength, tf.float32)
+    images = _transform(images, geometry, p, strength)
+    return _photometric(images, photometry, p, strength)
 
 
-def _uniform(n: tf.Tensor, seed: tf.Tensor, low: float, high: float) -> tf.Tensor:
+def _uniform(
+    n: tf.Tensor, seed: tf.Tensor, low: float, high: float, strength: tf.Tensor
+) -> tf.Tensor:
     import tensorflow as tf
 
-    return tf.random.stateless_uniform([n], seed=seed, minval=low, maxval=high)
+    return tf.random.stateless_uniform([n], seed=seed, minval=low, maxval=high) * strength
 
 
-def _transform(images: tf.Tensor, seed: tf.Tensor, p: TrainParams) -> tf.Tensor:
+def _transform(
+    images: tf.Tensor, seed: tf.Tensor, p: TrainParams, strength: tf.Tensor
+) -> tf.Tensor:
     """One projective transform per image about its centre; edges repeat into new margins."""
     import tensorflow as tf
 
@@ -64,16 +74,16 @@ def _transform(images: tf.Tensor, seed: tf.Tensor, p: TrainParams) -> tf.Tensor:
     height = tf.cast(tf.shape(images)[1], tf.float32)
     width = tf.cast(tf.shape(images)[2], tf.float32)
     seeds = tf.unstack(tf.random.experimental.stateless_split(seed, 8))
-    angle = _uniform(n, seeds[0], -1, 1) * (p.augment_rotate * math.pi / 180)
-    shear = _uniform(n, seeds[1], -p.augment_shear, p.augment_shear)
-    zoom = 1 + _uniform(n, seeds[2], -p.augment_scale, p.augment_scale)
+    angle = _uniform(n, seeds[0], -1, 1, strength) * (p.augment_rotate * math.pi / 180)
+    shear = _uniform(n, seeds[1], -p.augment_shear, p.augment_shear, strength)
+    zoom = 1 + _uniform(n, seeds[2], -p.augment_scale, p.augment_scale, strength)
     # Squeeze narrows only: width scaled by 1 / (1 + u), u in [0, squeeze].
-    squeeze = 1 / (1 + _uniform(n, seeds[3], 0, p.augment_squeeze))
-    dx = _uniform(n, seeds[4], -p.augment_shift, p.augment_shift) * width
-    dy = _uniform(n, seeds[5], -p.augment_shift, p.augment_shift) * height
+    squeeze = 1 / (1 + _uniform(n, seeds[3], 0, p.augment_squeeze, strength))
+    dx = _uniform(n, seeds[4], -p.augment_shift, p.augment_shift, strength) * width
+    dy = _uniform(n, seeds[5], -p.augment_shift, p.augment_shift, strength) * height
     # Perspective: the horizon tilts by up to ``warp`` of the image per pixel side.
-    px = _uniform(n, seeds[6], -p.augment_warp, p.augment_warp) / width
-    py = _uniform(n, seeds[7], -p.augment_warp, p.augment_warp) / height
+    px = _uniform(n, seeds[6], -p.augment_warp, p.augment_warp, strength) / width
+    py = _uniform(n, seeds[7], -p.augment_warp, p.augment_warp, strength) / height
 
     cos, sin, one = tf.cos(angle), tf.sin(angle), tf.ones([n])
     sx, sy = zoom * squeeze, zoom
@@ -112,7 +122,9 @@ def _transform(images: tf.Tensor, seed: tf.Tensor, p: TrainParams) -> tf.Tensor:
     )
 
 
-def _photometric(images: tf.Tensor, seed: tf.Tensor, p: TrainParams) -> tf.Tensor:
+def _photometric(
+    images: tf.Tensor, seed: tf.Tensor, p: TrainParams, strength: tf.Tensor
+) -> tf.Tensor:
     """Blur, contrast and Gaussian noise, each of a random strength per image."""
     import tensorflow as tf
 
@@ -130,13 +142,13 @@ def _photometric(images: tf.Tensor, seed: tf.Tensor, p: TrainParams) -> tf.Tenso
             strides=[1, 1, 1, 1],
             padding="VALID",
         )
-        share = _uniform(n, seeds[0], 0, p.augment_blur)[:, None, None, None]
+        share = _uniform(n, seeds[0], 0, p.augment_blur, strength)[:, None, None, None]
         images = images + share * (blurred - images)
     if p.augment_contrast:
-        factor = 1 + _uniform(n, seeds[1], -p.augment_contrast, p.augment_contrast)
+        factor = 1 + _uniform(n, seeds[1], -p.augment_contrast, p.augment_contrast, strength)
         mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
         images = mean + (images - mean) * factor[:, None, None, None]
     if p.augment_noise:
-        sigma = _uniform(n, seeds[2], 0, p.augment_noise)[:, None, None, None]
+        sigma = _uniform(n, seeds[2], 0, p.augment_noise, strength)[:, None, None, None]
         images = images + sigma * tf.random.stateless_normal(tf.shape(images), seed=seeds[3])
     return tf.clip_by_value(images, 0.0, 255.0)

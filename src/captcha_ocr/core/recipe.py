@@ -13,7 +13,7 @@ import numpy as np
 
 from captcha_ocr.config import TrainParams
 from captcha_ocr.core.augment import augment_batch, augments
-from captcha_ocr.core.metrics import character_error_rate, exact_match
+from captcha_ocr.core.metrics import PLATEAU_CER, character_error_rate, exact_match
 from captcha_ocr.core.model import PACKAGE, predict_texts
 from captcha_ocr.core.vocabulary import Vocabulary
 
@@ -99,13 +99,16 @@ def with_channels(images: np.ndarray) -> np.ndarray:
     return images if images.ndim == 4 else images[..., None]
 
 
-def training_inputs(images: np.ndarray, labels: np.ndarray, p: TrainParams) -> dict:
+def training_inputs(images: np.ndarray, labels: np.ndarray, p: TrainParams, strength=None) -> dict:
     """``model.fit``'s training data, reshuffled (and augmented) anew every epoch.
 
     Augmentation (``core/augment.py``) runs in the tf.data pipeline on training
     batches only; the network itself is untouched, so export and serving do not
     change. (A random layer inside the model would follow it into the ONNX
     file, which has no op for it.)
+
+    ``strength``, a scalar ``tf.Variable`` (0 to 1) that scales every change, is
+    read as each batch is made (``AugmentOffThePlateau`` sets it); None: 1.
     """
     images = with_channels(images)
     if not augments(p):
@@ -122,12 +125,36 @@ def training_inputs(images: np.ndarray, labels: np.ndarray, p: TrainParams) -> d
     feed = (
         tf.data.Dataset.zip(batches, seeds)
         .map(
-            lambda batch, seed: (augment_batch(batch[0], seed, p), batch[1]),
+            lambda batch, seed: (
+                augment_batch(batch[0], seed, p, 1.0 if strength is None else strength),
+                batch[1],
+            ),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
         .prefetch(tf.data.AUTOTUNE)
     )
     return {"x": feed, "shuffle": False}  # shuffled above; fit warns otherwise
+
+
+class AugmentOffThePlateau(keras.callbacks.Callback):
+    """Augment only once the model reads: ``strength`` goes from 0 to 1 after the
+    first epoch whose validation CER is below ``PLATEAU_CER``.
+
+    Augmented images make the CTC plateau longer (bench/README.md: 7 epochs in
+    place of 2 on a 2000-image set); once the model has found the characters
+    they are what keeps it from learning the training images by heart. Keras
+    makes each epoch's batches after the previous epoch's callbacks, so the
+    change starts with a whole epoch. Needs ``val_cer`` (``ValidationReading``)
+    earlier in the callback list.
+    """
+
+    def __init__(self, strength):
+        super().__init__()
+        self.strength = strength
+
+    def on_epoch_end(self, epoch, logs=None):  # noqa: ARG002 (Keras's signature)
+        if float((logs or {}).get("val_cer", 1.0)) < PLATEAU_CER:
+            self.strength.assign(1.0)
 
 
 def without_optimizer(model: keras.Model) -> keras.Model:

@@ -35,6 +35,7 @@ from captcha_ocr.config import MODEL_SECTIONS, Params, TrainParams, load_params
 from captcha_ocr.core.metrics import PLATEAU_CER, plateau_note
 from captcha_ocr.core.model import build_training_model
 from captcha_ocr.core.recipe import (
+    AugmentOffThePlateau,
     ValidationReading,
     epochs_for,
     make_optimizer,
@@ -319,9 +320,13 @@ def fit(
         resume=state.early,
         best_weights=resume.checkpoint.best_weights(state) if state.epoch else None,
     )
+    import tensorflow as tf
+
+    # Augmentation starts once the model reads (a resumed run that did: at once).
+    strength = tf.Variable(1.0 if state.early.get("left_plateau") else 0.0, trainable=False)
     started = time.perf_counter()
     model.fit(
-        **training_inputs(data.train["images"], data.train["labels"], p),
+        **training_inputs(data.train["images"], data.train["labels"], p, strength),
         # Validation images as they are: augmentation is for training images only.
         validation_data=(with_channels(data.val["images"]), data.val["labels"]),
         # A checkpoint written after early stopping fired has nothing left to train.
@@ -331,6 +336,7 @@ def fit(
         callbacks=[
             StopOnNonFiniteLoss(),  # first: a diverged epoch is neither read nor saved
             ValidationReading(data.val["images"], data.val_texts, data.vocabulary),
+            AugmentOffThePlateau(strength),
             MlflowEpochLogger(log),
             early,  # before the checkpoint, which saves its counters
             EpochCheckpoint(resume.checkpoint, state, early),
