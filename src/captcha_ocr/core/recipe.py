@@ -140,8 +140,8 @@ class AugmentOffThePlateau(keras.callbacks.Callback):
     """Augment only once the model reads: ``strength`` goes from 0 to 1 after the
     first epoch whose validation CER is below ``PLATEAU_CER``.
 
-    Augmented images make the CTC plateau longer (bench/README.md: 7 epochs in
-    place of 2 on a 2000-image set); once the model has found the characters
+    Augmented images make the CTC plateau longer (bench/README.md: a
+    2000-image set was first read at epoch 8 in place of 3); once the model has found the characters
     they are what keeps it from learning the training images by heart. Keras
     makes each epoch's batches after the previous epoch's callbacks, so the
     change starts with a whole epoch. Needs ``val_cer`` (``ValidationReading``)
