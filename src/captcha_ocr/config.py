@@ -145,9 +145,16 @@ class TrainParams(Section):
     @field_validator("epochs", "patience", mode="before")
     @classmethod
     def _count_or_auto(cls, value: object) -> object:
-        # One plain message, not one per member of the union.
-        if value == "auto" or (type(value) is int and value >= 1):
+        # One plain message, not one per member of the union. Whole floats (1.0)
+        # and digit strings pass as ints, as for any int key: Kubeflow hands
+        # each section over as JSON, where 1 may come back as 1.0.
+        if value == "auto":
             return value
+        whole_float = isinstance(value, float) and value.is_integer()
+        digits = isinstance(value, str) and value.strip().isdigit()
+        number = int(value) if whole_float or digits else value  # type: ignore[call-overload]
+        if type(number) is int and number >= 1:
+            return number
         raise ValueError(f"{value!r} is neither a whole number of at least 1 nor 'auto'")
 
     @model_validator(mode="after")
