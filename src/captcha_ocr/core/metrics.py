@@ -122,6 +122,15 @@ def plateau_note(val_cer: Sequence[float]) -> str | None:
     )
 
 
+def flat_metrics(metrics: dict) -> dict[str, float]:
+    """reports/metrics.json as MLflow and KFP take it: numbers only, per length as ``..._len5``."""
+    flat = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+    for length, v in metrics["test_exact_match_by_length"].items():
+        flat[f"test_exact_match_len{length}"] = float(v["exact_match"])
+        flat[f"test_samples_len{length}"] = float(v["samples"])
+    return flat
+
+
 def character_error_rate(truths: Sequence[str], predictions: Sequence[str]) -> float:
     """Edits needed to turn every prediction into its truth, per true character."""
     _check_lengths(truths, predictions)

@@ -21,6 +21,7 @@ from captcha_ocr.core.metrics import (
     character_error_rate,
     exact_match,
     exact_match_by_length,
+    flat_metrics,
     plateau_note,
     wilson_interval,
 )
@@ -137,15 +138,6 @@ def scores(truths: list[str], predicted: list[str]) -> dict:
         "test_errors": len(truths) - right,
         "test_exact_match_by_length": by_length,
     }
-
-
-def flat_metrics(metrics: dict) -> dict[str, float]:
-    """The metrics as MLflow takes them: numbers only, per length as ``..._len5``."""
-    flat = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
-    for length, v in metrics["test_exact_match_by_length"].items():
-        flat[f"test_exact_match_len{length}"] = float(v["exact_match"])
-        flat[f"test_samples_len{length}"] = float(v["samples"])
-    return flat
 
 
 def main(argv: list[str] | None = None) -> None:
