@@ -104,7 +104,7 @@ class TrainParams(Section):
     # Epochs without a better val_loss before training stops; counted only once
     # the model reads (val CER below 0.5). "auto": a quarter of the epochs, 5 to 20.
     patience: Size | Literal["auto"] = "auto"
-    # Training images only, redrawn every epoch (core/augment.py); false: as they are.
+    # Training images only, redrawn every epoch once the model reads (core/augment.py).
     augment: bool = True
     augment_rotate: float = Field(3.0, ge=0, le=30, description="degrees, either way")
     augment_shear: float = Field(0.15, ge=0, le=1, description="horizontal shear factor")
