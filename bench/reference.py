@@ -33,6 +33,7 @@ REFERENCE_PARAMS = TrainParams(
     lr_schedule="constant",
     weight_decay=0.0,
     patience=10,
+    augment=False,
     augment_squeeze=0.0,
     conv_filters=[32, 64],
     conv_pool=[(2, 2), (2, 2)],

@@ -53,7 +53,9 @@ from captcha_ocr.core.metrics import character_error_rate, exact_match
 from captcha_ocr.core.model import build_training_model, predict_texts
 from captcha_ocr.core.recipe import (
     ValidationReading,
+    epochs_for,
     make_optimizer,
+    patience_for,
     training_inputs,
     without_optimizer,
 )
@@ -112,7 +114,8 @@ def train_run(
         model = build_training_model(params, height, width, vocabulary.num_classes)
         steps = math.ceil(len(train["images"]) / params.batch_size)
         model.compile(optimizer=make_optimizer(params, steps), loss=keras.losses.CTC())
-    epochs = min(params.epochs, max_epochs or params.epochs)
+    sized = epochs_for(params, math.ceil(len(train["images"]) / params.batch_size))
+    epochs = min(sized, max_epochs or sized)
     clock, rows = EpochClock(), Rows()
     load_start = os.getloadavg()
     started = time.perf_counter()
@@ -125,7 +128,9 @@ def train_run(
             clock,
             ValidationReading(val["images"], data["val_texts"], vocabulary),
             keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=params.patience, restore_best_weights=True
+                monitor="val_loss",
+                patience=patience_for(params, sized),
+                restore_best_weights=True,
             ),
             rows,
         ],

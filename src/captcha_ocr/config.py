@@ -104,16 +104,31 @@ class TrainParams(Section):
     model_config = FINITE
 
     seed: int = 1337
-    epochs: int = Field(20, ge=1)
+    # "auto": about target_steps optimizer updates, whatever the set's size
+    # (core/recipe.py, epochs_for): 10 to 200 epochs.
+    epochs: Size | Literal["auto"] = "auto"
+    target_steps: int = Field(3000, ge=1, le=1_000_000)
     batch_size: int = Field(8, ge=1)
     learning_rate: float = Field(2e-3, gt=0)
     warmup_epochs: int = Field(0, ge=0)
     lr_schedule: Literal["constant", "cosine"] = "cosine"
     weight_decay: float = Field(0.0, ge=0)
-    patience: int = Field(8, ge=1)
+    # Epochs without a better val_loss before training stops; counted only once
+    # the model reads (val CER below 0.5). "auto": a quarter of the epochs, 5 to 20.
+    patience: Size | Literal["auto"] = "auto"
+    # Training images only, redrawn every epoch once the model reads (core/augment.py).
+    augment: bool = True
+    augment_rotate: float = Field(3.0, ge=0, le=30, description="degrees, either way")
+    augment_shear: float = Field(0.15, ge=0, le=1, description="horizontal shear factor")
+    augment_shift: float = Field(0.03, ge=0, le=0.25, description="of width and height")
+    augment_scale: float = Field(0.05, ge=0, le=0.5, description="zoom in or out by up to")
+    augment_warp: float = Field(0.03, ge=0, le=0.2, description="perspective tilt")
     # Narrow each training image by a random 0 to this fraction, keeping its
     # height and label: crowded characters, the case small front ends misread.
     augment_squeeze: float = Field(0.0, ge=0, lt=1)
+    augment_contrast: float = Field(0.3, ge=0, lt=1, description="contrast x (1 +- this)")
+    augment_noise: float = Field(8.0, ge=0, le=64, description="Gaussian noise sigma, 0-255 units")
+    augment_blur: float = Field(0.5, ge=0, le=1, description="share of a 3x3 blur mixed in")
     conv_filters: list[Size] = Field(default_factory=lambda: [32, 64], min_length=1)
     # Max-pool (height, width) after each conv block; width pooling sets the
     # number of time steps the sequence layers and CTC see (200 / 2 / 2 = 50).
@@ -138,6 +153,21 @@ class TrainParams(Section):
     # so three layers of 3 taps see 15 columns.
     sequence_dilate: bool = False
     sequence_dropout: float = Field(0.0, ge=0, lt=1)
+
+    @field_validator("epochs", "patience", mode="before")
+    @classmethod
+    def _count_or_auto(cls, value: object) -> object:
+        # One plain message, not one per member of the union. Whole floats (1.0)
+        # and digit strings pass as ints, as for any int key: Kubeflow hands
+        # each section over as JSON, where 1 may come back as 1.0.
+        if value == "auto":
+            return value
+        whole_float = isinstance(value, float) and value.is_integer()
+        digits = isinstance(value, str) and value.strip().isdigit()
+        number = int(value) if whole_float or digits else value  # type: ignore[call-overload]
+        if type(number) is int and number >= 1:
+            return number
+        raise ValueError(f"{value!r} is neither a whole number of at least 1 nor 'auto'")
 
     @model_validator(mode="after")
     def _check(self) -> TrainParams:

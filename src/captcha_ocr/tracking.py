@@ -80,7 +80,13 @@ def use_experiment(name: str | None = None) -> str:
 redact = redact_source
 
 
-def log_dataset_inputs() -> None:
+# Split -> MLflow input context. Train logs the first two; evaluate, which alone
+# reads the test split, logs the test one.
+TRAINING_SPLITS = {"train": "training", "val": "validation"}
+TEST_SPLITS = {"test": "testing"}
+
+
+def log_dataset_inputs(splits: dict[str, str] = TRAINING_SPLITS) -> None:
     """Each split as an MLflow dataset input of the active run, tied to the zip's sha256."""
     import warnings
 
@@ -93,7 +99,7 @@ def log_dataset_inputs() -> None:
     # An ingest.json written before sources were redacted may still hold a token.
     shown = redact_source(info["source"])
     source = HTTPDatasetSource(shown) if shown.startswith(("http://", "https://")) else shown
-    for name, context in (("train", "training"), ("val", "validation"), ("test", "testing")):
+    for name, context in splits.items():
         frame = pd.read_csv(paths.SPLITS / f"{name}.csv", dtype=str)
         with warnings.catch_warnings():
             # A local path matches two of MLflow's source types; either is right.

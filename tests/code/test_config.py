@@ -140,3 +140,18 @@ def test_plain_model_names_are_accepted(tmp_path, name):
 def test_model_names_that_would_break_a_registry_filter_are_refused(tmp_path, name):
     with pytest.raises(ParamsError, match=r"export\.model_name: .* not a usable"):
         load_params(write(tmp_path, {"export": {"model_name": name}}))
+
+
+@pytest.mark.parametrize(("value", "expected"), [("auto", "auto"), (3, 3), (3.0, 3), ("3", 3)])
+def test_epochs_and_patience_take_a_whole_number_or_auto(value, expected):
+    # Kubeflow hands sections over as JSON, where 3 may come back as 3.0.
+    params = TrainParams(epochs=value, patience=value)
+    assert params.epochs == expected and params.patience == expected
+
+
+@pytest.mark.parametrize("value", [0, 2.5, "many", True, None])
+def test_epochs_that_are_no_count_are_refused_by_name(tmp_path, value):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"train": {"epochs": value}}))
+    with pytest.raises(ParamsError, match=r"train\.epochs: .* is neither a whole number"):
+        load_params(path)

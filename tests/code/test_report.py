@@ -14,6 +14,7 @@ from PIL import Image
 from captcha_ocr.core.images import decode_image
 from captcha_ocr.core.metrics import character_error_rate, exact_match
 from captcha_ocr.reporting.run_report import write_run_report
+from captcha_ocr.steps.evaluate import scores
 
 
 class Page(HTMLParser):
@@ -143,3 +144,35 @@ def test_report_refuses_results_that_do_not_match_the_images(tmp_path, run):
             images=images,
         )
     assert not (tmp_path / "r.html").exists()
+
+
+def test_report_shows_the_interval_and_each_label_length(tmp_path, run):
+    results, images, _, history, _ = run
+    truths = results["label"].tolist()
+    # Two lengths: the second captcha's label is one character shorter.
+    truths[1] = truths[1][:-1]
+    predicted = results["predicted"].tolist()
+    metrics = scores(truths, predicted)
+    low, high = metrics["test_exact_match_ci_low"], metrics["test_exact_match_ci_high"]
+    assert low < metrics["test_exact_match"] < high
+    assert metrics["test_exact_match_by_length"]["4"]["samples"] == 1
+    text = write_run_report(
+        tmp_path / "r.html",
+        metrics=metrics,
+        results=results.assign(label=truths),
+        images=images,
+        history=history,
+    ).read_text()
+    assert f"95% CI {low:.3f}-{high:.3f}" in text
+    assert "Exact match per label length" in text
+    assert "reads nothing yet" not in text  # this history left the plateau at epoch 2
+
+
+def test_report_says_plainly_when_training_never_left_the_plateau(tmp_path, run):
+    results, images, metrics, history, _ = run
+    stuck = history.assign(val_cer=[1.0, 0.98, 0.9], val_exact_match=0.0)
+    text = write_run_report(
+        tmp_path / "r.html", metrics=metrics, results=results, images=images, history=stuck
+    ).read_text()
+    assert "the model reads nothing yet: the loss stayed on its plateau" in text
+    assert "train.learning_rate" in text

@@ -180,6 +180,9 @@ def test_first_model_is_registered_and_champion(repo):
     ingest = json.loads((root / "data/raw/ingest.json").read_text())
     assert version.tags["dataset_sha256"] == ingest["sha256"]
     assert json.loads(version.tags["params"])["train"]["epochs"] == EPOCHS
+    # The int8 copy was checked on validation images and shipped (the file is there too).
+    assert version.tags["int8"] == "shipped"
+    assert "validation captcha" in version.tags["int8.reason"]
 
 
 def test_predict_cli_reads_with_the_champion(repo):

@@ -1,7 +1,9 @@
-"""Text metrics: exact match, character error rate, character confusion."""
+"""Text metrics: exact match (with its confidence interval, and per label length),
+character error rate, character confusion."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 
@@ -54,6 +56,79 @@ def edit_distance(truth: str, prediction: str) -> int:
 def exact_match(truths: Sequence[str], predictions: Sequence[str]) -> float:
     _check_lengths(truths, predictions)
     return sum(t == p for t, p in zip(truths, predictions, strict=True)) / len(truths)
+
+
+# The normal quantile of a two-sided 95% interval.
+Z95 = 1.959963984540054
+
+
+def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (95% by default).
+
+    Unlike the normal approximation it stays inside [0, 1] and is not empty
+    at 0 or all: 10 of 10 right is (0.722, 1.0), not (1.0, 1.0).
+    """
+    if trials <= 0:
+        raise ValueError("no samples to score")
+    if not 0 <= successes <= trials:
+        raise ValueError(f"{successes} successes out of {trials} trials")
+    share = successes / trials
+    denominator = 1 + z * z / trials
+    centre = (share + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(share * (1 - share) / trials + z * z / (4 * trials * trials)) / denominator
+    # At 0 (or all) the bound is exactly 0 (or 1); rounding would leave 5e-17.
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == trials else min(1.0, centre + half)
+    return low, high
+
+
+def exact_match_by_length(
+    truths: Sequence[str], predictions: Sequence[str]
+) -> dict[int, tuple[int, int]]:
+    """Label length -> (captchas read right, captchas), shortest first."""
+    _check_lengths(truths, predictions)
+    counts: dict[int, list[int]] = {}
+    for t, p in zip(truths, predictions, strict=True):
+        right_total = counts.setdefault(len(t), [0, 0])
+        right_total[0] += t == p
+        right_total[1] += 1
+    return {length: (r, n) for length, (r, n) in sorted(counts.items())}
+
+
+# A model has "left the plateau" once validation CER is below this: before, the
+# CTC loss sits flat and the network reads (almost) nothing.
+PLATEAU_CER = 0.5
+PLATEAU_MESSAGE = "the model reads nothing yet: the loss stayed on its plateau"
+PLATEAU_ADVICE = (
+    "try more epochs (train.epochs, or a larger train.target_steps), a lower "
+    "train.learning_rate with train.warmup_epochs: 2, a smaller train.batch_size "
+    "(more updates per epoch), weaker augmentation (train.augment: false), or more images"
+)
+
+
+def left_plateau(val_cer: Sequence[float]) -> bool:
+    """Whether any epoch's validation CER went below ``PLATEAU_CER``."""
+    return any(float(cer) < PLATEAU_CER for cer in val_cer)
+
+
+def plateau_note(val_cer: Sequence[float]) -> str | None:
+    """The plain statement for a training that never left the plateau; None if it did."""
+    if left_plateau(val_cer):
+        return None
+    best = min((float(c) for c in val_cer), default=float("nan"))
+    return (
+        f"{PLATEAU_MESSAGE} (best validation CER {best:.3f} in {len(val_cer)} epochs, "
+        f"{PLATEAU_CER} or more means it reads almost nothing); {PLATEAU_ADVICE}"
+    )
+
+
+def flat_metrics(metrics: dict) -> dict[str, float]:
+    """reports/metrics.json as MLflow and KFP take it: numbers only, per length as ``..._len5``."""
+    flat = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+    for length, v in metrics["test_exact_match_by_length"].items():
+        flat[f"test_exact_match_len{length}"] = float(v["exact_match"])
+        flat[f"test_samples_len{length}"] = float(v["samples"])
+    return flat
 
 
 def character_error_rate(truths: Sequence[str], predictions: Sequence[str]) -> float:

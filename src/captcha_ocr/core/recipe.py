@@ -12,8 +12,9 @@ import keras
 import numpy as np
 
 from captcha_ocr.config import TrainParams
+from captcha_ocr.core.augment import augment_batch, augments
 from captcha_ocr.core.images import with_channels
-from captcha_ocr.core.metrics import character_error_rate, exact_match
+from captcha_ocr.core.metrics import PLATEAU_CER, character_error_rate, exact_match
 from captcha_ocr.core.model import PACKAGE, predict_texts
 from captcha_ocr.core.vocabulary import Vocabulary
 
@@ -45,11 +46,35 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
+# The size rule of ``epochs: auto`` and ``patience: auto``.
+MIN_EPOCHS, MAX_EPOCHS = 10, 200
+MIN_PATIENCE, MAX_PATIENCE = 5, 20
+
+
+def epochs_for(params: TrainParams, steps_per_epoch: int) -> int:
+    """``train.epochs``, or for "auto" about ``target_steps`` updates in 10 to 200 epochs.
+
+    A set of 750 images in batches of 8 (94 steps an epoch) gets 32 epochs; one
+    of 3200 gets 10 (4000 steps), one of 150 gets 160.
+    """
+    if params.epochs != "auto":
+        return params.epochs
+    wanted = math.ceil(params.target_steps / max(1, steps_per_epoch))
+    return min(MAX_EPOCHS, max(MIN_EPOCHS, wanted))
+
+
+def patience_for(params: TrainParams, epochs: int) -> int:
+    """``train.patience``, or for "auto" a quarter of the epochs, 5 to 20."""
+    if params.patience != "auto":
+        return params.patience
+    return min(MAX_PATIENCE, max(MIN_PATIENCE, math.ceil(epochs / 4)))
+
+
 def make_optimizer(params: TrainParams, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     schedule = WarmupCosine(
         peak=params.learning_rate,
         warmup_steps=params.warmup_epochs * steps_per_epoch,
-        total_steps=params.epochs * steps_per_epoch,
+        total_steps=epochs_for(params, steps_per_epoch) * steps_per_epoch,
         cosine=params.lr_schedule == "cosine",
     )
     if params.weight_decay:
@@ -70,35 +95,62 @@ class ValidationReading(keras.callbacks.Callback):
         logs["val_cer"] = character_error_rate(self.texts, predicted)
 
 
-def training_inputs(images: np.ndarray, labels: np.ndarray, p: TrainParams) -> dict:
-    """``model.fit``'s training data, reshuffled every epoch.
+def training_inputs(images: np.ndarray, labels: np.ndarray, p: TrainParams, strength=None) -> dict:
+    """``model.fit``'s training data, reshuffled (and augmented) anew every epoch.
 
-    With ``augment_squeeze`` the images go through a tf.data pipeline that
-    narrows each one at random every epoch; the network itself is untouched,
-    so export and serving do not change. (A random layer inside the model
-    would follow it into the ONNX file, which has no op for it.)
+    Augmentation (``core/augment.py``) runs in the tf.data pipeline on training
+    batches only; the network itself is untouched, so export and serving do not
+    change. (A random layer inside the model would follow it into the ONNX
+    file, which has no op for it.)
+
+    ``strength``, a scalar ``tf.Variable`` (0 to 1) that scales every change, is
+    read as each batch is made (``AugmentOffThePlateau`` sets it); None: 1.
     """
-    if not p.augment_squeeze:
-        x = with_channels(images)
-        return {"x": x, "y": labels, "batch_size": p.batch_size, "shuffle": True}
+    images = with_channels(images)
+    if not augments(p):
+        return {"x": images, "y": labels, "batch_size": p.batch_size, "shuffle": True}
     import tensorflow as tf
 
-    # Zooming the width out crowds the characters together and keeps the
-    # height; "nearest" fills the new margins with the background at the edges.
-    squeeze = keras.layers.RandomZoom(
-        height_factor=0.0,
-        width_factor=(0.0, p.augment_squeeze),
-        fill_mode="nearest",
-        seed=p.seed,
-    )
+    # One seed per batch, redrawn every epoch, the same for the same train.seed.
+    seeds = tf.data.Dataset.random(seed=p.seed, rerandomize_each_iteration=True).batch(2)
     batches = (
-        tf.data.Dataset.from_tensor_slices((with_channels(images).astype("float32"), labels))
+        tf.data.Dataset.from_tensor_slices((images, labels))
         .shuffle(len(images), seed=p.seed, reshuffle_each_iteration=True)
         .batch(p.batch_size)
-        .map(lambda x, y: (squeeze(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+    )
+    feed = (
+        tf.data.Dataset.zip(batches, seeds)
+        .map(
+            lambda batch, seed: (
+                augment_batch(batch[0], seed, p, 1.0 if strength is None else strength),
+                batch[1],
+            ),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
         .prefetch(tf.data.AUTOTUNE)
     )
-    return {"x": batches}
+    return {"x": feed, "shuffle": False}  # shuffled above; fit warns otherwise
+
+
+class AugmentOffThePlateau(keras.callbacks.Callback):
+    """Augment only once the model reads: ``strength`` goes from 0 to 1 after the
+    first epoch whose validation CER is below ``PLATEAU_CER``.
+
+    Augmented images make the CTC plateau longer (bench/README.md: a
+    2000-image set was first read at epoch 8 in place of 3); once the model has found the characters
+    they are what keeps it from learning the training images by heart. Keras
+    makes each epoch's batches after the previous epoch's callbacks, so the
+    change starts with a whole epoch. Needs ``val_cer`` (``ValidationReading``)
+    earlier in the callback list.
+    """
+
+    def __init__(self, strength):
+        super().__init__()
+        self.strength = strength
+
+    def on_epoch_end(self, epoch, logs=None):  # noqa: ARG002 (Keras's signature)
+        if float((logs or {}).get("val_cer", 1.0)) < PLATEAU_CER:
+            self.strength.assign(1.0)
 
 
 def without_optimizer(model: keras.Model) -> keras.Model:

@@ -114,7 +114,9 @@ def evaluate_model(
         evaluation.path,
         mlflow_tracking_uri,
     )
-    for name, value in read_json(evaluation.path, paths.METRICS).items():
+    from captcha_ocr.core.metrics import flat_metrics
+
+    for name, value in flat_metrics(read_json(evaluation.path, paths.METRICS)).items():
         metrics.log_metric(name, value)
     confusion.log_confusion_matrix(*confusion_matrix(evaluation.path))
     shutil.copy(Path(evaluation.path) / paths.RUN_REPORT, report.path)

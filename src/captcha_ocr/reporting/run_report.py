@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from captcha_ocr.core.metrics import GAP, align, character_confusion
+from captcha_ocr.core.metrics import GAP, align, character_confusion, plateau_note
 from captcha_ocr.files import write_text
 from captcha_ocr.reporting.plots import figure_png, training_curves_figure
 
@@ -46,13 +46,15 @@ figure { margin: 0; border: 1px solid #d8dee4; border-radius: 6px; padding: .4re
 figure img { width: 100%; image-rendering: pixelated; }
 figcaption { font: 14px ui-monospace, monospace; }
 .bad { color: #cf222e; font-weight: bold; } .muted { color: #57606a; }
+.warning { border: 2px solid #cf222e; border-radius: 8px; padding: .7rem 1.1rem;
+           background: #fff5f5; }
 """
 
 
 def write_run_report(
     path: Path,
     *,
-    metrics: dict[str, float],
+    metrics: dict,
     results: pd.DataFrame,
     images: np.ndarray,
     history: pd.DataFrame | None = None,
@@ -73,6 +75,7 @@ def write_run_report(
     results = results.reset_index(drop=True)
     sections = [
         _header(run or {}),
+        _plateau_section(history),
         _metrics_section(metrics, history),
         _data_section(data_report),
         _curves_section(history),
@@ -94,14 +97,30 @@ def _header(run: dict[str, str]) -> str:
     return f'<h1>captcha-ocr run report</h1>\n<p class="meta">written {when}{facts}</p>'
 
 
-def _metrics_section(metrics: dict[str, float], history: pd.DataFrame | None) -> str:
+def _plateau_section(history: pd.DataFrame | None) -> str:
+    """A warning first thing on the page when training never left the plateau."""
+    if history is None or "val_cer" not in history or not len(history):
+        return ""
+    note = plateau_note(history["val_cer"].tolist())
+    if not note:
+        return ""
+    return f'<p class="warning"><b>Training did not finish its job:</b> {escape(note)}.</p>'
+
+
+def _metrics_section(metrics: dict, history: pd.DataFrame | None) -> str:
     samples = int(metrics.get("test_samples", 0))
     errors = int(metrics.get("test_errors", 0))
+    interval = ""
+    if "test_exact_match_ci_low" in metrics:
+        interval = (
+            f"; 95% CI {metrics['test_exact_match_ci_low']:.3f}-"
+            f"{metrics['test_exact_match_ci_high']:.3f}"
+        )
     cards = [
         (
             "test exact match",
             f"{metrics['test_exact_match']:.3f}",
-            f"{samples - errors} of {samples}",
+            f"{samples - errors} of {samples}{interval}",
         ),
         ("test CER", f"{metrics['test_cer']:.4f}", "edits per true character"),
         ("wrong captchas", str(errors), "listed below"),
@@ -120,7 +139,22 @@ def _metrics_section(metrics: dict[str, float], history: pd.DataFrame | None) ->
         f'<span class="muted">{escape(note)}</span></div>'
         for name, value, note in cards
     )
-    return f'<h2>Test metrics</h2>\n<div class="cards">{html}</div>'
+    html = f'<h2>Test metrics</h2>\n<div class="cards">{html}</div>'
+    by_length = metrics.get("test_exact_match_by_length") or {}
+    if by_length:
+        rows = [
+            [
+                length,
+                v["samples"],
+                f"{v['exact_match']:.3f}",
+                f"{v['ci_low']:.3f}-{v['ci_high']:.3f}",
+            ]
+            for length, v in by_length.items()
+        ]
+        html += "<p>Exact match per label length (Wilson 95% interval):</p>\n" + _table(
+            ["characters", "captchas", "exact match", "95% CI"], rows
+        )
+    return html
 
 
 def _data_section(report: dict | None) -> str:

@@ -30,6 +30,7 @@ import numpy as np
 
 from captcha_ocr import paths
 from captcha_ocr.config import TrainParams
+from captcha_ocr.core.metrics import PLATEAU_CER
 from captcha_ocr.files import atomic_path, write_json
 
 
@@ -120,20 +121,46 @@ class Checkpoint:
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-    """EarlyStopping that starts from the counters of a checkpoint."""
+    """EarlyStopping that starts from a checkpoint's counters and waits for the model to read.
 
-    COUNTERS = ("wait", "best", "best_epoch", "stopped_epoch")
+    Patience counts only once validation CER has gone below ``plateau_cer``
+    (the model "left the plateau"): before that, a flat val_loss says the
+    network has not started, not that it has finished. Needs ``val_cer`` in
+    the logs (``recipe.ValidationReading``, earlier in the callback list).
+    """
 
-    def __init__(self, *args, resume: dict | None = None, best_weights=None, **kwargs):
+    COUNTERS = ("wait", "best", "best_epoch", "stopped_epoch", "left_plateau")
+
+    def __init__(
+        self,
+        *args,
+        resume: dict | None = None,
+        best_weights=None,
+        plateau_cer: float = PLATEAU_CER,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.resume, self.resume_weights = resume or {}, best_weights
+        self.plateau_cer, self.left_plateau = plateau_cer, False
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
+        self.left_plateau = False
         for name in self.COUNTERS:
             if name in self.resume:
                 setattr(self, name, self.resume[name])
         self.best_weights = self.resume_weights
+
+    def on_epoch_end(self, epoch, logs=None):
+        cer = (logs or {}).get("val_cer")
+        if cer is not None and float(cer) < self.plateau_cer:
+            self.left_plateau = True
+        super().on_epoch_end(epoch, logs)
+        if not self.left_plateau:
+            # Still on the plateau: patience has not started, so nothing stops.
+            self.wait = 0
+            if self.stopped_epoch == epoch:  # type: ignore[has-type]  # (Keras sets it)
+                self.stopped_epoch, self.model.stop_training = 0, False
 
     def counters(self) -> dict:
         return {
@@ -141,6 +168,7 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
             "best": None if self.best is None else float(self.best),
             "best_epoch": int(self.best_epoch),
             "stopped_epoch": int(self.stopped_epoch),
+            "left_plateau": bool(self.left_plateau),
         }
 
 

@@ -16,7 +16,15 @@ import pandas as pd
 
 from captcha_ocr import paths, tracking
 from captcha_ocr.config import EvaluateParams, load_params
-from captcha_ocr.core.metrics import character_confusion, character_error_rate, exact_match
+from captcha_ocr.core.metrics import (
+    character_confusion,
+    character_error_rate,
+    exact_match,
+    exact_match_by_length,
+    flat_metrics,
+    plateau_note,
+    wilson_interval,
+)
 from captcha_ocr.core.model import predict_texts
 from captcha_ocr.core.vocabulary import Vocabulary
 from captcha_ocr.files import all_or_nothing, write_json, write_with
@@ -25,7 +33,7 @@ from captcha_ocr.reporting.run_report import write_run_report
 from captcha_ocr.steps.preprocess import load_split
 
 
-def evaluate(params: EvaluateParams) -> dict[str, float]:
+def evaluate(params: EvaluateParams) -> dict:
     vocabulary = Vocabulary.load(paths.VOCABULARY)
     model = keras.saving.load_model(paths.TRAINED_MODEL, safe_mode=True)
     images = load_split("test")["images"]
@@ -33,12 +41,7 @@ def evaluate(params: EvaluateParams) -> dict[str, float]:
     truths = test["label"].tolist()
     predicted, confidence = predict_texts(model, images, vocabulary)
 
-    metrics = {
-        "test_exact_match": exact_match(truths, predicted),
-        "test_cer": character_error_rate(truths, predicted),
-        "test_samples": len(truths),
-        "test_errors": sum(t != p for t, p in zip(truths, predicted, strict=True)),
-    }
+    metrics = scores(truths, predicted)
     # The six reports move in together: a failure half-way keeps the old ones.
     with all_or_nothing():
         write_json(paths.METRICS, metrics)
@@ -84,7 +87,8 @@ def evaluate(params: EvaluateParams) -> dict[str, float]:
         )
 
     with tracking.resume_run(paths.MLFLOW_RUN):
-        mlflow.log_metrics(metrics)
+        tracking.log_dataset_inputs(tracking.TEST_SPLITS)  # read here, and only here
+        mlflow.log_metrics(flat_metrics(metrics))
         for path in (
             paths.METRICS,
             paths.TEST_ERRORS,
@@ -94,13 +98,46 @@ def evaluate(params: EvaluateParams) -> dict[str, float]:
             paths.RUN_REPORT,
         ):
             mlflow.log_artifact(str(path), "reports")
-    print(
-        f"evaluate: test exact match {metrics['test_exact_match']:.4f}, "
-        f"CER {metrics['test_cer']:.4f} on {len(truths)} images "
-        f"({metrics['test_errors']} wrong, listed in {paths.TEST_ERRORS}); "
-        f"report: {paths.RUN_REPORT}"
+    by_length = ", ".join(
+        f"{length} characters {v['exact_match']:.3f} ({v['samples']})"
+        for length, v in metrics["test_exact_match_by_length"].items()
     )
+    print(
+        f"evaluate: test exact match {metrics['test_exact_match']:.4f} "
+        f"(95% CI {metrics['test_exact_match_ci_low']:.3f}-"
+        f"{metrics['test_exact_match_ci_high']:.3f}), "
+        f"CER {metrics['test_cer']:.4f} on {len(truths)} images "
+        f"({metrics['test_errors']} wrong, listed in {paths.TEST_ERRORS}); by length: "
+        f"{by_length}; report: {paths.RUN_REPORT}"
+    )
+    note = plateau_note(history["val_cer"].tolist()) if "val_cer" in history else None
+    if note:
+        print(f"evaluate: WARNING: {note}")
     return metrics
+
+
+def scores(truths: list[str], predicted: list[str]) -> dict:
+    """reports/metrics.json: exact match with its 95% Wilson interval, per label length too."""
+    right = sum(t == p for t, p in zip(truths, predicted, strict=True))
+    low, high = wilson_interval(right, len(truths))
+    by_length = {}
+    for length, (r, n) in exact_match_by_length(truths, predicted).items():
+        low_n, high_n = wilson_interval(r, n)
+        by_length[str(length)] = {
+            "exact_match": r / n,
+            "samples": n,
+            "ci_low": low_n,
+            "ci_high": high_n,
+        }
+    return {
+        "test_exact_match": exact_match(truths, predicted),
+        "test_exact_match_ci_low": low,
+        "test_exact_match_ci_high": high,
+        "test_cer": character_error_rate(truths, predicted),
+        "test_samples": len(truths),
+        "test_errors": len(truths) - right,
+        "test_exact_match_by_length": by_length,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

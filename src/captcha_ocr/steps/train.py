@@ -3,7 +3,9 @@
 Early stopping watches val_loss and restores the best weights. After every
 epoch the model reads the whole validation split, so the history (and MLflow)
 shows what users care about, whole captchas read right and characters wrong,
-next to the loss.
+next to the loss. Patience counts only once validation CER is below 0.5 (the
+model has left the CTC plateau); a training that never gets there still ends
+well, and says plainly that the model reads nothing yet and what to try.
 
 Faults: after every epoch a checkpoint goes to ``.checkpoints/train/`` (see
 ``checkpoints.py``), so a killed training resumes there, in the same MLflow
@@ -38,10 +40,14 @@ from captcha_ocr.config import (
     load_params,
 )
 from captcha_ocr.core.images import channels_of, with_channels
+from captcha_ocr.core.metrics import PLATEAU_CER, plateau_note
 from captcha_ocr.core.model import build_training_model
 from captcha_ocr.core.recipe import (
+    AugmentOffThePlateau,
     ValidationReading,
+    epochs_for,
     make_optimizer,
+    patience_for,
     training_inputs,
     without_optimizer,
 )
@@ -179,7 +185,18 @@ class Fitted:
             "best_epoch": best + 1,
             "best_val_loss": float(self.history["val_loss"][best]),
             "best_val_exact_match": float(self.history["val_exact_match"][best]),
+            "left_plateau": float(self.plateau_note() is None),
         }
+
+    def plateau_note(self) -> str | None:
+        """What to say when validation CER never went below 0.5 (None when it did)."""
+        return plateau_note(self.history["val_cer"].tolist())
+
+    def plateau_tag(self) -> str:
+        """The run's ``plateau`` tag: the note, or the epoch the model left the plateau."""
+        below = self.history.index[self.history["val_cer"] < PLATEAU_CER]
+        note = self.plateau_note()
+        return note if note else f"left in epoch {int(self.history['epoch'][below[0]])}"
 
 
 def train(params: Params) -> keras.Model:
@@ -196,6 +213,10 @@ def train(params: Params) -> keras.Model:
         save_and_log(fitted, data, log)
     checkpoint.clear()
     summary = fitted.summary()
+    note = fitted.plateau_note()
+    if note:
+        # Not a failure: the pipeline goes on and every later step reports it.
+        print(f"train: WARNING: {note}")
     print(
         f"train: {summary['epochs_run']} epochs in {summary['train_seconds']:.0f} s, best epoch "
         f"{summary['best_epoch']} (val_loss {summary['best_val_loss']:.3f}, val exact match "
@@ -254,6 +275,8 @@ def save_and_log(fitted: Fitted, data: TrainingData, log: tracking.RunLog) -> No
     """Log the summary, history and model to the run, then write the step's outputs."""
     summary = fitted.summary()
     log("summary metrics", lambda: mlflow.log_metrics(summary), data=summary)
+    plateau = fitted.plateau_tag()
+    log("plateau tag", lambda: mlflow.set_tag("plateau", plateau), data={"plateau": plateau})
     # Logged from memory: the file is written below, with the other outputs.
     history = fitted.history.to_csv(index=False)
     history_artifact = f"reports/{paths.TRAIN_HISTORY.name}"
@@ -317,24 +340,39 @@ def fit(
 ) -> Fitted:
     """Train from ``resume.state.epoch`` on, checkpointing and logging every epoch."""
     state = resume.state
+    steps_per_epoch = math.ceil(len(data.train["images"]) / p.batch_size)
+    epochs = epochs_for(p, steps_per_epoch)
+    patience = patience_for(p, epochs)
+    sized = {"train.epochs_used": epochs, "train.patience_used": patience}
+    log("epochs and patience used", lambda: mlflow.log_params(sized), data=sized)
+    print(
+        f"train: up to {epochs} epochs of {steps_per_epoch} steps (train.epochs: {p.epochs}), "
+        f"patience {patience} (train.patience: {p.patience}) once validation CER < {PLATEAU_CER}"
+    )
     early = ResumableEarlyStopping(
         monitor="val_loss",
-        patience=p.patience,
+        patience=patience,
         restore_best_weights=True,
         resume=state.early,
         best_weights=resume.checkpoint.best_weights(state) if state.epoch else None,
     )
+    import tensorflow as tf
+
+    # Augmentation starts once the model reads (a resumed run that did: at once).
+    strength = tf.Variable(1.0 if state.early.get("left_plateau") else 0.0, trainable=False)
     started = time.perf_counter()
     model.fit(
-        **training_inputs(data.train["images"], data.train["labels"], p),
+        **training_inputs(data.train["images"], data.train["labels"], p, strength),
+        # Validation images as they are: augmentation is for training images only.
         validation_data=(with_channels(data.val["images"]), data.val["labels"]),
         # A checkpoint written after early stopping fired has nothing left to train.
-        epochs=state.epoch if state.stopped else p.epochs,
+        epochs=state.epoch if state.stopped else epochs,
         initial_epoch=state.epoch,
         verbose=2,
         callbacks=[
             StopOnNonFiniteLoss(),  # first: a diverged epoch is neither read nor saved
             ValidationReading(data.val["images"], data.val_texts, data.vocabulary),
+            AugmentOffThePlateau(strength),
             MlflowEpochLogger(log),
             early,  # before the checkpoint, which saves its counters
             EpochCheckpoint(resume.checkpoint, state, early),
