@@ -101,7 +101,9 @@ def write_and_register(
         version = publish(folder, params, int8.tags())
     registered = {"name": version.name, "version": str(version.version)}
     # The version number means something only in this store (captcha_ocr.store).
-    write_json(in_folder(folder, paths.REGISTERED), registered | {"store": store_id()})
+    # The int8 decision goes with it, for `register` to tag a version in another store.
+    int8_record = {"store": store_id(), "int8": int8.tags()}
+    write_json(in_folder(folder, paths.REGISTERED), registered | int8_record)
     return version
 
 
@@ -120,6 +122,15 @@ class Int8Decision:
 
     def tags(self) -> dict[str, str]:
         return {"int8": self.status, "int8.reason": self.reason}
+
+
+def recorded_int8_tags(folder: Path) -> dict[str, str]:
+    """The int8 tags export gave its version, as ``registered.json`` records them."""
+    recorded = json.loads(in_folder(folder, paths.REGISTERED).read_text()).get("int8")
+    if isinstance(recorded, dict):
+        return {str(k): str(v) for k, v in recorded.items()}
+    shipped = in_folder(folder, paths.INT8_NETWORK).exists()
+    return Int8Decision("shipped" if shipped else "off", "not recorded by this export").tags()
 
 
 def decide_int8(files, truths, reader_texts, int8_texts) -> Int8Decision:

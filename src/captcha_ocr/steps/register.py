@@ -51,7 +51,7 @@ def register(params: Params) -> dict[str, str]:
 def register_again(client: MlflowClient, params: Params) -> ModelVersion:
     """Register ``models/export`` in this store, in the training run if this store has it."""
     # Lazy: the check above must stay cheap, and export imports TensorFlow.
-    from captcha_ocr.steps.export import publish
+    from captcha_ocr.steps.export import publish, recorded_int8_tags
 
     ref = json.loads(paths.MLFLOW_RUN.read_text())
     runs = client.search_runs(
@@ -59,14 +59,14 @@ def register_again(client: MlflowClient, params: Params) -> ModelVersion:
     )
     if runs:
         with mlflow.start_run(run_id=ref["run_id"]):
-            return publish(paths.EXPORT_DIR, params)
+            return publish(paths.EXPORT_DIR, params, recorded_int8_tags(paths.EXPORT_DIR))
     origin = {
         "captcha_ocr.trained_run": ref["run_id"],
         "captcha_ocr.trained_store": ref["tracking_uri"],
     }
     with mlflow.start_run(run_name="register", tags=origin):
         mlflow.log_metrics(json.loads(paths.METRICS.read_text()))
-        return publish(paths.EXPORT_DIR, params)
+        return publish(paths.EXPORT_DIR, params, recorded_int8_tags(paths.EXPORT_DIR))
 
 
 def main(argv: list[str] | None = None) -> None:
