@@ -57,3 +57,8 @@ def build_reference(height: int, width: int, num_classes: int) -> keras.Model:
     model = build_training_model(REFERENCE_PARAMS, height, width, num_classes)
     model.compile(optimizer=keras.optimizers.Adam(), loss=keras.losses.CTC())
     return model
+
+
+def reference_train_section() -> dict:
+    """The recipe as a ``train:`` section of params.yaml, for ``captcha-ocr train``."""
+    return REFERENCE_PARAMS.model_dump(mode="json", exclude={"seed"})
