@@ -102,7 +102,9 @@ def train_and_score(prepared: Path, run: Path, overrides: dict, env: dict[str, s
     if run.exists():
         shutil.rmtree(run)
     run.mkdir(parents=True)
-    shutil.copytree(prepared / "data", run / "data", ignore=shutil.ignore_patterns("raw"))
+    shutil.copytree(
+        prepared / "data", run / "data", ignore=shutil.ignore_patterns("images", "*.zip")
+    )
     shutil.copytree(prepared / "reports", run / "reports")
     shutil.copy(prepared / "params.yaml", run / "params.yaml")
     params = yaml.safe_load((run / "params.yaml").read_text())

@@ -262,13 +262,14 @@ def checked_endpoint(endpoint: str | None) -> str | None:
     if endpoint is None:
         return None
     parts = urlsplit(endpoint)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise PipelineError(f"--storage-endpoint {endpoint!r}: expected http(s)://HOST[:PORT]")
-    if parts.username or parts.password:
+    # Credentials first: the other message quotes the value.
+    if parts.username or parts.password or "@" in endpoint:
         raise PipelineError(
             "--storage-endpoint holds credentials, which would show in the pipeline spec; "
             "put them in a Kubernetes secret and pass --storage-secret NAME"
         )
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise PipelineError(f"--storage-endpoint {endpoint!r}: expected http(s)://HOST[:PORT]")
     return endpoint
 
 

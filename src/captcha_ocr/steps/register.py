@@ -51,6 +51,7 @@ def register(params: Params) -> dict[str, str]:
 def register_again(client: MlflowClient, params: Params) -> ModelVersion:
     """Register ``models/export`` in this store, in the training run if this store has it."""
     # Lazy: the check above must stay cheap, and export imports TensorFlow.
+    from captcha_ocr.core.metrics import flat_metrics
     from captcha_ocr.steps.export import publish, recorded_int8_tags
 
     ref = json.loads(paths.MLFLOW_RUN.read_text())
@@ -65,7 +66,7 @@ def register_again(client: MlflowClient, params: Params) -> ModelVersion:
         "captcha_ocr.trained_store": ref["tracking_uri"],
     }
     with mlflow.start_run(run_name="register", tags=origin):
-        mlflow.log_metrics(json.loads(paths.METRICS.read_text()))
+        mlflow.log_metrics(flat_metrics(json.loads(paths.METRICS.read_text())))
         return publish(paths.EXPORT_DIR, params, recorded_int8_tags(paths.EXPORT_DIR))
 
 

@@ -155,8 +155,12 @@ class TrainingData:
     def check_fits(self, p: TrainParams) -> None:
         """The network reads these images and labels: checked by config for fixed sizes,
         here for those preprocess read from the data (``auto``)."""
+        # The longest training label, as preprocess read it: the label arrays are
+        # padded to the longest label of any split, and val or test must not decide.
+        spec = ReadingSpec.load(paths.VOCABULARY)
+        longest = spec.max_label_length if spec else self.train["labels"].shape[1]
         try:
-            check_network_fits(p, *self.image_size, self.train["labels"].shape[1])
+            check_network_fits(p, *self.image_size, longest)
         except ValueError as err:
             raise ParamsError(f"{paths.VOCABULARY} (what preprocess chose): {err}") from None
 
