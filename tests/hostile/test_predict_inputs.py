@@ -68,12 +68,12 @@ code = (swapped / "pyfunc_model.py").read_text()
     f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n" + code)
 models["reader with foreign code"] = str(swapped)
 
-# This project's reader with a pickle in place of its .keras file.
+# This project's reader with a pickle in place of the network it serves with.
 renamed = out / "renamed"
 shutil.copytree(ours, renamed)
-(keras_file,) = (renamed / "artifacts").glob("*.keras")
-keras_file.write_bytes(pickle.dumps(Touch()))
-models["pickle as the reader's .keras"] = str(renamed)
+for network in (renamed / "artifacts").glob("*.onnx"):
+    network.write_bytes(pickle.dumps(Touch()))
+models["pickle as the reader's network"] = str(renamed)
 (out / "reader.keras").write_bytes(pickle.dumps(Touch()))
 models["pickle renamed .keras"] = str(out / "reader.keras")
 print(json.dumps(models))
@@ -85,7 +85,7 @@ REFUSED = {
     "pickled pyfunc, runs URI": "is not a captcha-ocr reader",
     "pickled pyfunc, models URI": "is not a captcha-ocr reader",
     "foreign flavor, folder": "is not a captcha-ocr reader: it is a sklearn model",
-    "pickle as the reader's .keras": "/artifacts/captcha_reader.keras: is not a Keras archive",
+    "pickle as the reader's network": ".onnx: is not an ONNX model",
     "pickle renamed .keras": "is not a Keras archive",
 }
 
