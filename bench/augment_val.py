@@ -24,6 +24,7 @@ import pandas as pd
 
 from captcha_ocr import paths
 from captcha_ocr.config import TrainParams, load_params
+from captcha_ocr.core.images import with_channels
 from captcha_ocr.core.model import build_training_model
 from captcha_ocr.core.recipe import (
     AugmentOffThePlateau,
@@ -32,7 +33,6 @@ from captcha_ocr.core.recipe import (
     make_optimizer,
     patience_for,
     training_inputs,
-    with_channels,
 )
 from captcha_ocr.core.vocabulary import Vocabulary
 from captcha_ocr.steps.checkpoints import ResumableEarlyStopping

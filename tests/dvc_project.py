@@ -10,7 +10,7 @@ import zipfile
 from pathlib import Path
 
 from tests.conftest import PROJECT_ROOT
-from tests.helpers import set_source
+from tests.helpers import set_source, tiny_params
 
 
 def small_zip(path: Path, captcha_zip: Path, count: int) -> Path:
@@ -21,17 +21,28 @@ def small_zip(path: Path, captcha_zip: Path, count: int) -> Path:
     return path
 
 
-def make_project(root: Path, source: Path) -> dict[str, str]:
-    """A committed git + DVC project at ``root`` reading ``source``; its environment."""
+def make_project(root: Path, source: Path, epochs: int | None = None) -> dict[str, str]:
+    """A committed git + DVC project at ``root`` reading ``source``; its environment.
+
+    With ``epochs``, the tiny training params (``helpers.tiny_params``). The
+    environment names no MLflow store: each project keeps its own ``mlflow.db``,
+    whatever an earlier test set in this process.
+    """
     root.mkdir(parents=True)
     shutil.copytree(PROJECT_ROOT / "src", root / "src", ignore=shutil.ignore_patterns("*.pyc"))
     for name in ("dvc.yaml", "params.yaml", ".gitignore"):
         shutil.copy(PROJECT_ROOT / name, root / name)
-    env = {k: v for k, v in os.environ.items() if k != "CAPTCHA_OCR_SOURCE"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k != "CAPTCHA_OCR_SOURCE" and not k.startswith("MLFLOW_")
+    }
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     for role in ("AUTHOR", "COMMITTER"):
         env |= {f"GIT_{role}_NAME": "test", f"GIT_{role}_EMAIL": "test@example.org"}
     set_source(root / "params.yaml", source)
+    if epochs is not None:
+        tiny_params(root / "params.yaml", epochs)
     for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"]):
         subprocess.run(command, cwd=root, env=env, check=True)
     commit(root, env, "project")

@@ -4,18 +4,14 @@ outputs, dvc.lock, the metrics and the MLflow run are checked."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
 import pytest
 import yaml
 
-from ..conftest import PROJECT_ROOT
-from ..helpers import set_source, tiny_params
+from ..dvc_project import make_project
 
 pytestmark = pytest.mark.slow
 
@@ -31,24 +27,8 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, captcha_zip):
-    root = tmp_path_factory.mktemp("project")
-    shutil.copytree(PROJECT_ROOT / "src", root / "src", ignore=shutil.ignore_patterns("*.pyc"))
-    for name in ("dvc.yaml", "params.yaml", ".gitignore"):
-        shutil.copy(PROJECT_ROOT / name, root / name)
-    tiny_params(root / "params.yaml", EPOCHS)
-    set_source(root / "params.yaml", captcha_zip)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env |= {
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
-        "GIT_AUTHOR_NAME": "test",
-        "GIT_AUTHOR_EMAIL": "test@example.org",
-        "GIT_COMMITTER_NAME": "test",
-        "GIT_COMMITTER_EMAIL": "test@example.org",
-    }
-    run(["git", "init", "-q"], root, env)
-    run(["dvc", "init", "-q"], root, env)
-    run(["git", "add", "-A"], root, env)
-    run(["git", "commit", "-qm", "project"], root, env)
+    root = tmp_path_factory.mktemp("repo") / "project"
+    env = make_project(root, captcha_zip, EPOCHS)
     output = run(["dvc", "repro"], root, env)
     return root, env, output
 
