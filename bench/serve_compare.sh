@@ -31,3 +31,5 @@ load() {  # label, PYTHONPATH, bench folder, extra args
 load "before ($base_rev): Keras pyfunc, mlflow models serve" "$base/src" "$base/bench"
 load "now: mlflow models serve" "$here/src" "$here/bench"
 load "now: KServe predictor" "$here/src" "$here/bench" --kserve-python "$serve_python"
+# Two worker processes, as `captcha-ocr deploy kserve` runs it on its 2-core limit.
+load "now: KServe predictor, 2 workers" "$here/src" "$here/bench" --kserve-python "$serve_python" --workers 2

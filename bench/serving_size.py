@@ -54,8 +54,8 @@ def main() -> None:
     args = parser.parse_args()
     wanted = list(args.requirements)
     if args.file:
-        lines = Path(args.file).read_text().splitlines()
-        wanted += [line.strip() for line in lines if line.strip() and line[0] not in "#-"]
+        lines = [line.split("#")[0].strip() for line in Path(args.file).read_text().splitlines()]
+        wanted += [line for line in lines if line and not line.startswith("-")]
     dists = closure(wanted)
     sizes = sorted(((size(d), name) for name, d in dists.items()), reverse=True)
     total = sum(s for s, _ in sizes)

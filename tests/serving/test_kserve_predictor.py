@@ -12,6 +12,7 @@ import json
 import subprocess
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import mlflow
@@ -62,7 +63,9 @@ def venv() -> Path:
 
 
 @pytest.fixture
-def predictor(venv, store, reader_file, captcha_pngs, tmp_path):
+def predictor(request, venv, store, reader_file, captcha_pngs, tmp_path):
+    """The predictor's URL; ``indirect`` parametrization gives its ``--workers``."""
+    workers = getattr(request, "param", 1)
     version = register(reader_file, NAME, next(iter(captcha_pngs.values())), 0.9, 0.0)
     model_dir = mlflow.artifacts.download_artifacts(
         f"models:/{NAME}/{version}", dst_path=str(tmp_path / "mnt-models")
@@ -71,7 +74,7 @@ def predictor(venv, store, reader_file, captcha_pngs, tmp_path):
     command = [str(venv / "bin" / "python"), "-m", "captcha_ocr.serving.kserve_predictor"]
     process = subprocess.Popen(
         [*command, "--model_name", NAME, "--model_dir", model_dir, "--http_port", str(port)]
-        + ["--host", "127.0.0.1"],
+        + ["--host", "127.0.0.1", "--workers", str(workers)],
         env=serve_env(venv),
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
@@ -115,6 +118,29 @@ def test_v2_protocol_reads_a_batch_of_real_captchas(predictor, reader_file, capt
     )
     assert status == 200, answer
     assert answer["outputs"][0]["data"] == [expected[0]] and answer["id"]
+
+
+@pytest.mark.parametrize("predictor", [2], indirect=True)
+def test_two_worker_processes_read_concurrent_requests_alike(
+    predictor, reader_file, captcha_pngs, tmp_path
+):
+    # Each worker is a spawned process that opens the network itself; concurrent
+    # requests share network calls there. Every answer must still be its own.
+    pngs = list(captcha_pngs.values())
+    vocabulary = Vocabulary.load(reader_file.with_name("vocabulary.json"))
+    direct = OpenVinoReader(reader_file.with_name("captcha_network_int8.onnx"), vocabulary)
+    expected, _ = direct.read(np.stack([decode_image(p, 50, 200) for p in pngs]))
+    infer = f"{predictor}/v2/models/{NAME}/infer"
+
+    def read(i: int) -> tuple[int, dict]:
+        return call(infer, infer_body([b64(pngs[i % len(pngs)])]))
+
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(read, range(60)))
+    for i, (status, answer) in enumerate(answers):
+        assert status == 200, answer
+        assert answer["outputs"][0]["data"] == [expected[i % len(pngs)]]
+    assert (tmp_path / "predictor.log").read_text().count("Started child process") == 2
 
 
 def test_bad_payloads_are_400s_that_name_the_problem(predictor, captcha_pngs):

@@ -95,8 +95,9 @@ def resolve_model_uri(uri: str) -> dict[str, str]:
     return source
 
 
-def open_mlflow_reader(uri: str, folder: Path | None = None):
-    """The reader in the MLflow model at ``uri`` (or the local ``folder``), checked first."""
+def open_mlflow_reader(uri: str, folder: Path | None = None, threads: int | None = None):
+    """The reader in the MLflow model at ``uri`` (or the local ``folder``), checked first;
+    its exported network computes on ``threads`` threads (default: the runtime's)."""
     root = folder if folder is not None else artifact_root(uri)
     with tempfile.TemporaryDirectory(prefix="captcha-ocr-model-") as scratch:
         mlmodel = fetch(uri, root, "MLmodel", scratch)
@@ -107,7 +108,8 @@ def open_mlflow_reader(uri: str, folder: Path | None = None):
         try:
             if served:
                 # Both runtimes read the whole file into memory: the scratch copy may go.
-                return open_served_network(local, fetch(uri, root, served[1], scratch), served[2])
+                vocabulary = fetch(uri, root, served[1], scratch)
+                return open_served_network(local, vocabulary, served[2], threads)
             from captcha_ocr.core.model import CaptchaReader  # an older version: Keras
 
             # Keras reads the whole archive into memory: the scratch copy may go.
@@ -117,7 +119,9 @@ def open_mlflow_reader(uri: str, folder: Path | None = None):
             raise NotOurModel(named) from None
 
 
-def open_served_network(network: Path, vocabulary_file: Path, runtime: str):
+def open_served_network(
+    network: Path, vocabulary_file: Path, runtime: str, threads: int | None = None
+):
     """The network under the runtime the registered model serves with."""
     from captcha_ocr.core.runtimes import check_is_onnx, open_network
     from captcha_ocr.core.vocabulary import Vocabulary
@@ -130,7 +134,7 @@ def open_served_network(network: Path, vocabulary_file: Path, runtime: str):
         ) from None
     check_is_onnx(network)
     try:
-        return open_network(network, vocabulary, runtime)
+        return open_network(network, vocabulary, runtime, threads=threads)
     except (RuntimeError, ValueError) as err:  # the runtimes' errors run to many lines
         message = (str(err).strip() or type(err).__name__).splitlines()[0]
         raise ModelLoadError(f"{network}: not read as a captcha network: {message}") from None
