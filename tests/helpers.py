@@ -86,6 +86,16 @@ def wait_until_up(
         time.sleep(0.5)
 
 
+def stop(process: subprocess.Popen, grace: float = 20) -> None:
+    """Ask a server to stop; kill it if it has not within ``grace`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=grace)
+
+
 def _answers(answers: Callable[[], bool]) -> bool:
     try:
         return answers()

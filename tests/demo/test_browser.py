@@ -20,7 +20,7 @@ import requests
 from captcha_ocr.core.images import decode_image
 from captcha_ocr.core.model import CaptchaReader
 from captcha_ocr.reporting.run_report import write_run_report
-from tests.helpers import free_port, wait_until_up
+from tests.helpers import free_port, stop, wait_until_up
 
 from ..browser import artifact_path, chromium
 
@@ -48,8 +48,7 @@ def demo(reader_path, gallery_dir, tmp_path_factory):
 
     wait_until_up(answers, process, "`captcha-ocr demo`", log.read_text)
     yield url, log
-    process.terminate()
-    process.wait(timeout=30)
+    stop(process, grace=30)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ import pytest
 from captcha_ocr.config import PromoteParams
 from captcha_ocr.promotion.gate import promote
 from captcha_ocr.serving.pyfunc import MAX_BATCH, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, encode_image
-from tests.helpers import free_port, wait_until_up
+from tests.helpers import free_port, stop, wait_until_up
 
 from .conftest import register
 
@@ -88,11 +88,7 @@ def server(store, reader_file, captcha_pngs):
 
     wait_until_up(pings, process, "mlflow models serve", lambda: process.stderr.read())
     yield url
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    stop(process)
 
 
 def test_server_reads_real_captchas_and_survives_bad_requests(server, reader_file, captcha_pngs):

@@ -23,7 +23,7 @@ from captcha_ocr.core.images import decode_image
 from captcha_ocr.core.runtimes import OpenVinoReader
 from captcha_ocr.core.vocabulary import Vocabulary
 from captcha_ocr.serving.pyfunc import MAX_BATCH, MAX_IMAGE_BYTES
-from tests.helpers import free_port, wait_until_up
+from tests.helpers import free_port, stop, wait_until_up
 
 from ..registry.conftest import register
 from .serve_venv import serve_env, serve_venv
@@ -86,11 +86,7 @@ def predictor(request, venv, store, reader_file, captcha_pngs, tmp_path):
     log = (tmp_path / "predictor.log").read_text
     wait_until_up(lambda: call(ready)[0] == 200, process, "kserve predictor", log)
     yield url
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    stop(process)
 
 
 def test_v2_protocol_reads_a_batch_of_real_captchas(predictor, reader_file, captcha_pngs):

@@ -27,7 +27,7 @@ from captcha_ocr.serving.demo import create_app
 from captcha_ocr.serving.predict import Predictor
 from captcha_ocr.serving.pyfunc import encode_image
 from tests.demo.conftest import serving
-from tests.helpers import free_port, untrained_reader, wait_until_up
+from tests.helpers import free_port, stop, untrained_reader, wait_until_up
 from tests.registry.test_concurrent_promotion import add_version, race
 
 from .conftest import artifact_keys
@@ -126,5 +126,4 @@ def test_models_serve_and_the_demo_read_the_champion(on_server, reader_file, cap
         answer = requests.post(f"{url}/invocations", json=body, timeout=60).json()
         assert answer["predictions"][0]["text"] == expected[0], json.dumps(answer)[:500]
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stop(process, grace=30)
