@@ -1,10 +1,18 @@
 """Early stopping waits until the model reads; epochs and patience sized by the data."""
 
 import keras
+import numpy as np
 import pytest
 
 from captcha_ocr.config import TrainParams
-from captcha_ocr.core.recipe import epochs_for, patience_for
+from captcha_ocr.core.recipe import (
+    AutoEpochs,
+    WarmupCosine,
+    auto_epochs_end,
+    epochs_for,
+    longest_auto_run,
+    patience_for,
+)
 from captcha_ocr.steps.checkpoints import ResumableEarlyStopping
 
 
@@ -78,3 +86,66 @@ def test_auto_epochs_aim_at_the_target_steps_within_bounds(images, batch, epochs
 def test_auto_patience_is_a_quarter_of_the_epochs_within_bounds(epochs, patience):
     assert patience_for(TrainParams(), epochs) == patience
     assert patience_for(TrainParams(patience=3), epochs) == 3
+
+
+@pytest.mark.parametrize(
+    ("budget", "done", "left_at", "end"),
+    [
+        (10, 3, 2, 10),  # left early (the library's set: epoch 2 to 4): ends at the budget
+        (32, 5, 4, 32),  # captcha_images_v2
+        (10, 9, 8, 13),  # left at epoch 8: half the budget more
+        (10, 3, None, 10),  # still on the plateau, early: as if it left now
+        (10, 12, None, 17),  # on the plateau past the budget: goes on
+        (10, 20, None, 20),  # twice the budget on the plateau: gives up
+        (150, 140, None, 200),  # never past 200 epochs
+    ],
+)
+def test_auto_epochs_wait_for_a_late_plateau(budget, done, left_at, end):
+    assert auto_epochs_end(budget, done, left_at) == end
+    assert auto_epochs_end(budget, done, left_at) <= longest_auto_run(budget)
+
+
+class ScriptedReading(keras.callbacks.Callback):
+    """Puts a chosen val_cer and val_loss in each epoch's logs, as ValidationReading would."""
+
+    def __init__(self, cers: list[float]):
+        super().__init__()
+        self.cers = cers
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["val_cer"] = self.cers[epoch]
+        logs["val_loss"] = 10.0 - epoch * 0.1  # always improving: patience never ends it
+
+
+def fit_with_auto_epochs(budget: int, cers: list[float]) -> list[float]:
+    """A real (tiny) fit with a cosine schedule over ``budget`` epochs of 4 steps;
+    the learning rate after each epoch it ran."""
+    steps = 4
+    schedule = WarmupCosine(peak=1e-3, warmup_steps=0, total_steps=budget * steps, cosine=True)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.Adam(schedule), loss="mse")
+    early = ResumableEarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
+    rates: list[float] = []
+    noted = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda *_: rates.append(float(schedule(model.optimizer.iterations)))
+    )
+    model.fit(
+        np.zeros((4 * steps, 2)),
+        np.zeros((4 * steps, 1)),
+        batch_size=4,
+        epochs=longest_auto_run(budget),
+        verbose=0,
+        callbacks=[ScriptedReading(cers), early, AutoEpochs(budget, steps, early), noted],
+    )
+    return rates
+
+
+def test_a_late_plateau_trains_longer_and_its_learning_rate_follows():
+    # Leaves at epoch 2 of 6: ends at the budget, the cosine down to zero there.
+    rates = fit_with_auto_epochs(6, [0.9, 0.3] + [0.1] * 20)
+    assert len(rates) == 6 and rates[-1] == pytest.approx(0.0, abs=1e-9)
+    # Leaves at epoch 5 of 6: 3 epochs after it, still learning at the old end (epoch 6).
+    rates = fit_with_auto_epochs(6, [1.0] * 4 + [0.4] + [0.1] * 20)
+    assert len(rates) == 8 and rates[5] > 1e-4 and rates[-1] == pytest.approx(0.0, abs=1e-9)
+    # Never leaves: stops at twice the budget.
+    assert len(fit_with_auto_epochs(6, [1.0] * 30)) == 12

@@ -129,7 +129,7 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     the logs (``recipe.ValidationReading``, earlier in the callback list).
     """
 
-    COUNTERS = ("wait", "best", "best_epoch", "stopped_epoch", "left_plateau")
+    COUNTERS = ("wait", "best", "best_epoch", "stopped_epoch", "left_plateau", "left_epoch")
 
     def __init__(
         self,
@@ -142,10 +142,11 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         super().__init__(*args, **kwargs)
         self.resume, self.resume_weights = resume or {}, best_weights
         self.plateau_cer, self.left_plateau = plateau_cer, False
+        self.left_epoch: int | None = None  # the epoch count when it left
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        self.left_plateau = False
+        self.left_plateau, self.left_epoch = False, None
         for name in self.COUNTERS:
             if name in self.resume:
                 setattr(self, name, self.resume[name])
@@ -153,8 +154,8 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
 
     def on_epoch_end(self, epoch, logs=None):
         cer = (logs or {}).get("val_cer")
-        if cer is not None and float(cer) < self.plateau_cer:
-            self.left_plateau = True
+        if cer is not None and float(cer) < self.plateau_cer and not self.left_plateau:
+            self.left_plateau, self.left_epoch = True, epoch + 1
         super().on_epoch_end(epoch, logs)
         if not self.left_plateau:
             # Still on the plateau: patience has not started, so nothing stops.
@@ -169,6 +170,7 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
             "best_epoch": int(self.best_epoch),
             "stopped_epoch": int(self.stopped_epoch),
             "left_plateau": bool(self.left_plateau),
+            "left_epoch": self.left_epoch,
         }
 
 

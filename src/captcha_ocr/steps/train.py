@@ -44,8 +44,10 @@ from captcha_ocr.core.metrics import PLATEAU_CER, plateau_note
 from captcha_ocr.core.model import build_training_model
 from captcha_ocr.core.recipe import (
     AugmentOffThePlateau,
+    AutoEpochs,
     ValidationReading,
     epochs_for,
+    longest_auto_run,
     make_optimizer,
     patience_for,
     training_inputs,
@@ -349,8 +351,12 @@ def fit(
     patience = patience_for(p, epochs)
     sized = {"train.epochs_used": epochs, "train.patience_used": patience}
     log("epochs and patience used", lambda: mlflow.log_params(sized), data=sized)
+    longest = longest_auto_run(epochs) if p.epochs == "auto" else epochs
+    more = ""
+    if p.epochs == "auto":
+        more = f" (more if the model leaves the plateau late: up to {longest})"
     print(
-        f"train: up to {epochs} epochs of {steps_per_epoch} steps (train.epochs: {p.epochs}), "
+        f"train: {epochs} epochs of {steps_per_epoch} steps (train.epochs: {p.epochs}){more}, "
         f"patience {patience} (train.patience: {p.patience}) once validation CER < {PLATEAU_CER}"
     )
     early = ResumableEarlyStopping(
@@ -370,7 +376,7 @@ def fit(
         # Validation images as they are: augmentation is for training images only.
         validation_data=(with_channels(data.val["images"]), data.val["labels"]),
         # A checkpoint written after early stopping fired has nothing left to train.
-        epochs=state.epoch if state.stopped else epochs,
+        epochs=state.epoch if state.stopped else longest,
         initial_epoch=state.epoch,
         verbose=2,
         callbacks=[
@@ -379,6 +385,7 @@ def fit(
             AugmentOffThePlateau(strength),
             MlflowEpochLogger(log),
             early,  # before the checkpoint, which saves its counters
+            *([AutoEpochs(epochs, steps_per_epoch, early)] if p.epochs == "auto" else []),
             EpochCheckpoint(resume.checkpoint, state, early),
         ],
     )
