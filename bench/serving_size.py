@@ -14,6 +14,7 @@ distribution's RECORD lists, as ``du`` counts bytes, plus none of pip or setupto
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from importlib.metadata import Distribution, distribution
 from pathlib import Path
@@ -54,7 +55,9 @@ def main() -> None:
     args = parser.parse_args()
     wanted = list(args.requirements)
     if args.file:
-        lines = [line.split("#")[0].strip() for line in Path(args.file).read_text().splitlines()]
+        # pip's rule: a comment starts at a "#" that begins the line or follows a space.
+        text = Path(args.file).read_text()
+        lines = [re.split(r"(?:^|\s)#", line)[0].strip() for line in text.splitlines()]
         wanted += [line for line in lines if line and not line.startswith("-")]
     dists = closure(wanted)
     sizes = sorted(((size(d), name) for name, d in dists.items()), reverse=True)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
+import os
+import signal
 import socket
 import subprocess
 import threading
@@ -87,13 +90,25 @@ def wait_until_up(
 
 
 def stop(process: subprocess.Popen, grace: float = 20) -> None:
-    """Ask a server to stop; kill it if it has not within ``grace`` seconds."""
-    process.terminate()
+    """Ask a server to stop, with its workers if it leads a process group of its own
+    (``start_new_session=True``); kill what is left after ``grace`` seconds."""
+    try:
+        group = os.getpgid(process.pid) == process.pid
+    except ProcessLookupError:  # gone already
+        group = False
+
+    def send(sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig) if group else process.send_signal(sig)
+
+    send(signal.SIGTERM)
     try:
         process.wait(timeout=grace)
     except subprocess.TimeoutExpired:
-        process.kill()
+        send(signal.SIGKILL)
         process.wait(timeout=grace)
+    if group:  # workers that outlived their parent
+        send(signal.SIGKILL)
 
 
 def _answers(answers: Callable[[], bool]) -> bool:

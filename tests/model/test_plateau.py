@@ -117,35 +117,67 @@ class ScriptedReading(keras.callbacks.Callback):
         logs["val_loss"] = 10.0 - epoch * 0.1  # always improving: patience never ends it
 
 
-def fit_with_auto_epochs(budget: int, cers: list[float]) -> list[float]:
-    """A real (tiny) fit with a cosine schedule over ``budget`` epochs of 4 steps;
-    the learning rate after each epoch it ran."""
-    steps = 4
-    schedule = WarmupCosine(peak=1e-3, warmup_steps=0, total_steps=budget * steps, cosine=True)
+STEPS = 4  # an epoch of the tiny fits below
+
+
+def tiny_fit(budget: int, cers: list[float], first: int = 0, resume: dict | None = None):
+    """A real (tiny) fit, on random data, with a cosine schedule over ``budget`` epochs and
+    ``AutoEpochs``. From epoch ``first`` with early stopping's ``resume`` counters, it starts
+    as a resumed training does: the optimizer's step count restored, its schedule new.
+    Returns the learning rate at the start of each epoch it ran, the weights after
+    each, and early stopping's counters."""
+    schedule = WarmupCosine(peak=0.05, warmup_steps=0, total_steps=budget * STEPS, cosine=True)
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile(keras.optimizers.Adam(schedule), loss="mse")
-    early = ResumableEarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
-    rates: list[float] = []
-    noted = keras.callbacks.LambdaCallback(
-        on_epoch_end=lambda *_: rates.append(float(schedule(model.optimizer.iterations)))
+    model.optimizer.build(model.trainable_variables)
+    model.optimizer.iterations.assign(first * STEPS)
+    early = ResumableEarlyStopping(
+        monitor="val_loss", patience=2, restore_best_weights=False, resume=resume
     )
+    rates, weights = [], []
+    rng = np.random.default_rng(0)
     model.fit(
-        np.zeros((4 * steps, 2)),
-        np.zeros((4 * steps, 1)),
+        rng.normal(size=(4 * STEPS, 2)),
+        rng.normal(size=(4 * STEPS, 1)),
         batch_size=4,
+        shuffle=False,
         epochs=longest_auto_run(budget),
+        initial_epoch=first,
         verbose=0,
-        callbacks=[ScriptedReading(cers), early, AutoEpochs(budget, steps, early), noted],
+        callbacks=[
+            ScriptedReading(cers),
+            early,
+            AutoEpochs(budget, STEPS, early, done=first),
+            keras.callbacks.LambdaCallback(
+                on_epoch_begin=lambda *_: rates.append(float(schedule(model.optimizer.iterations))),
+                on_epoch_end=lambda *_: weights.append(model.get_weights()[0].copy()),
+            ),
+        ],
     )
-    return rates
+    return rates, weights, early.counters()
 
 
-def test_a_late_plateau_trains_longer_and_its_learning_rate_follows():
-    # Leaves at epoch 2 of 6: ends at the budget, the cosine down to zero there.
-    rates = fit_with_auto_epochs(6, [0.9, 0.3] + [0.1] * 20)
-    assert len(rates) == 6 and rates[-1] == pytest.approx(0.0, abs=1e-9)
-    # Leaves at epoch 5 of 6: 3 epochs after it, still learning at the old end (epoch 6).
-    rates = fit_with_auto_epochs(6, [1.0] * 4 + [0.4] + [0.1] * 20)
-    assert len(rates) == 8 and rates[5] > 1e-4 and rates[-1] == pytest.approx(0.0, abs=1e-9)
+def test_an_early_leaver_follows_the_fixed_cosine_and_ends_at_its_budget():
+    rates, _, _ = tiny_fit(6, [0.9, 0.3] + [0.1] * 20)  # leaves in epoch 2 of 6
+    fixed = WarmupCosine(peak=0.05, warmup_steps=0, total_steps=6 * STEPS, cosine=True)
+    assert rates == pytest.approx([float(fixed(e * STEPS)) for e in range(6)], abs=1e-9)
+
+
+def test_a_late_leaver_trains_on_after_its_budget():
+    # Leaves in epoch 5 of 6: three epochs after it, still learning in epochs 7 and 8.
+    rates, weights, counters = tiny_fit(6, [1.0] * 4 + [0.4] + [0.1] * 20)
+    assert counters["left_epoch"] == 5
+    assert len(rates) == 8 and min(rates[6:]) > 1e-3
+    assert not np.allclose(weights[5], weights[7])
     # Never leaves: stops at twice the budget.
-    assert len(fit_with_auto_epochs(6, [1.0] * 30)) == 12
+    assert len(tiny_fit(6, [1.0] * 30)[0]) == 12
+
+
+def test_a_resumed_late_leaver_keeps_its_moved_end():
+    cers = [1.0] * 4 + [0.4] + [0.1] * 20  # leaves in epoch 5 of 6: ends after epoch 8
+    whole, _, counters = tiny_fit(6, cers)
+    resumed, _, _ = tiny_fit(6, cers, first=7, resume=counters)  # killed after epoch 7
+    assert len(resumed) == 1  # epoch 8 only
+    # Its new schedule was moved to the run's end first: epoch 8 learns as it did in
+    # the run that was not killed, not at the zero of a cosine that ended at epoch 6.
+    assert resumed[0] == pytest.approx(whole[7], abs=1e-9) and resumed[0] > 1e-3

@@ -1,5 +1,7 @@
 """The exported network outside Keras: OpenVINO beside onnxruntime, int8 beside float."""
 
+import os
+
 import keras
 import numpy as np
 import onnx
@@ -11,6 +13,7 @@ from captcha_ocr.core.model import ModelLoadError, build_training_model
 from captcha_ocr.core.runtimes import (
     OnnxReader,
     OpenVinoReader,
+    available_cores,
     export_onnx,
     open_onnx_reader,
     quantize_onnx,
@@ -119,3 +122,14 @@ def test_read_characters_scores_each_character_the_onnx_reader_reads(exported):
     assert [r.text for r in readings] == texts
     np.testing.assert_allclose([r.confidence for r in readings], confidence, rtol=1e-5)
     assert all(len(r.characters) == len(r.text) for r in readings)
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "limit"), [("max 100000\n", None), ("150000 100000\n", 2), ("50000 100000\n", 1)]
+)
+def test_available_cores_count_a_containers_cpu_limit(tmp_path, cpu_max, limit):
+    affinity = len(os.sched_getaffinity(0))
+    (tmp_path / "cpu.max").write_text(cpu_max)
+    expected = affinity if limit is None else min(affinity, limit)
+    assert available_cores(tmp_path / "cpu.max") == expected
+    assert available_cores(tmp_path / "no-such-file") == affinity

@@ -90,7 +90,7 @@ def test_a_run_that_never_leaves_the_plateau_says_so_everywhere_and_goes_on(proj
     run = mlflow.get_run(run_id)
     assert run.data.tags["plateau"].startswith(PLATEAU)
     assert run.data.metrics["left_plateau"] == 0.0
-    assert run.data.params["train.epochs_used"] == "1"
+    assert run.data.params["train.epochs_budget"] == "1"
     history = mlflow.MlflowClient().get_metric_history(run_id, "val_cer")
     assert [m.step for m in history] == [1]
 

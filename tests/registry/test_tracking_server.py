@@ -6,10 +6,6 @@ the way a team would run it; the client talks to it only by HTTP.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-
 import mlflow
 import pandas as pd
 import pytest
@@ -19,6 +15,7 @@ from captcha_ocr import tracking
 from captcha_ocr.config import PromoteParams
 from captcha_ocr.promotion.gate import promote
 from captcha_ocr.serving.pyfunc import encode_image
+from tests.helpers import stop
 
 from ..mlflow_server import start_tracking_server
 from .conftest import register
@@ -34,11 +31,7 @@ def tracking_server(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     tracking.use_experiment()
     yield url, tmp_path / "artifacts"
-    os.killpg(process.pid, signal.SIGTERM)  # the server and its workers
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+    stop(process)  # the server and its workers
 
 
 def test_register_promote_and_load_over_http(tracking_server, reader_file, captcha_pngs):

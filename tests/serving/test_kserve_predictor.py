@@ -80,6 +80,7 @@ def predictor(request, venv, store, reader_file, captcha_pngs, tmp_path):
         stdout=subprocess.DEVNULL,
         # A file, not a pipe: kserve logs every request, and a full pipe would block it.
         stderr=(tmp_path / "predictor.log").open("w"),
+        start_new_session=True,  # stop() ends its worker processes too
     )
     url = f"http://127.0.0.1:{port}"
     ready = f"{url}/v2/models/{NAME}/ready"
@@ -136,7 +137,9 @@ def test_two_worker_processes_read_concurrent_requests_alike(
     for i, (status, answer) in enumerate(answers):
         assert status == 200, answer
         assert answer["outputs"][0]["data"] == [expected[i % len(pngs)]]
-    assert (tmp_path / "predictor.log").read_text().count("Started child process") == 2
+    log = (tmp_path / "predictor.log").read_text()
+    assert log.count("Started child process") == 2
+    assert "died" not in log and "new child process" not in log  # no worker was restarted
 
 
 def test_bad_payloads_are_400s_that_name_the_problem(predictor, captcha_pngs):

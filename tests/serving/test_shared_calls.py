@@ -1,16 +1,15 @@
-"""Concurrent requests share network calls, and each gets its own answer (a real network);
-the network gets the cores a container may use."""
+"""Concurrent requests share network calls, and each gets its own answer (a real network)."""
 
 from __future__ import annotations
 
 import asyncio
-import os
+import threading
 
 import numpy as np
 import pytest
 
 from captcha_ocr.core.images import decode_image
-from captcha_ocr.core.runtimes import OnnxReader, available_cores
+from captcha_ocr.core.runtimes import OnnxReader
 from captcha_ocr.core.vocabulary import Vocabulary
 from captcha_ocr.serving.shared_calls import SharedCalls
 
@@ -68,21 +67,53 @@ def test_a_lone_client_waits_for_nobody(reader, images):
     assert [texts for texts, _ in answers] == [reader.read(images[i : i + 1])[0] for i in range(3)]
 
 
+class RefusesBlank(Counted):
+    """The reader, refusing any call that holds an all-black image, as a runtime
+    refuses what it cannot read."""
+
+    def __call__(self, images: np.ndarray):
+        self.calls.append(len(images))
+        if (images.reshape(len(images), -1).max(axis=1) == 0).any():
+            raise ValueError("a blank image")
+        return self.reader.read(images)
+
+
 def test_a_request_the_network_refuses_fails_alone(reader, images):
-    wrong_size = np.zeros((1, 40, 200), np.uint8)
-    requests = [images[0:2], wrong_size, images[2:3]]
-    answers = read_together(SharedCalls(Counted(reader)), requests)
-    assert isinstance(answers[1], Exception)
+    requests = [images[0:2], np.zeros((1, 50, 200), np.uint8), images[2:3]]
+    network = RefusesBlank(reader)
+    answers = read_together(SharedCalls(network), requests)
+    assert network.calls == [4, 2, 1, 1]  # together, then each alone
+    assert isinstance(answers[1], ValueError)
     assert answers[0][0] == reader.read(images[0:2])[0]
     assert answers[2][0] == reader.read(images[2:3])[0]
 
 
-@pytest.mark.parametrize(
-    ("cpu_max", "limit"), [("max 100000\n", None), ("150000 100000\n", 2), ("50000 100000\n", 1)]
-)
-def test_network_threads_count_the_cores_a_container_may_use(tmp_path, cpu_max, limit):
-    affinity = len(os.sched_getaffinity(0))
-    (tmp_path / "cpu.max").write_text(cpu_max)
-    expected = affinity if limit is None else min(affinity, limit)
-    assert available_cores(tmp_path / "cpu.max") == expected
-    assert available_cores(tmp_path / "no-such-file") == affinity
+class Gated(Counted):
+    """The reader, holding each call until the test opens the gate."""
+
+    def __init__(self, reader: OnnxReader):
+        super().__init__(reader)
+        self.gate = threading.Event()
+
+    def __call__(self, images: np.ndarray):
+        self.gate.wait(timeout=30)
+        return super().__call__(images)
+
+
+def test_a_client_that_left_is_not_read(reader, images):
+    network = Gated(reader)
+    shared = SharedCalls(network)
+
+    async def one_leaves():
+        first = asyncio.create_task(shared.read(images[0:1]))
+        await asyncio.sleep(0.05)  # the first call is in the network, held at the gate
+        leaving = asyncio.create_task(shared.read(images[1:3]))
+        staying = asyncio.create_task(shared.read(images[3:4]))
+        await asyncio.sleep(0.05)  # both wait for the next call
+        leaving.cancel()
+        network.gate.set()
+        return await first, await staying
+
+    first, staying = asyncio.run(one_leaves())
+    assert network.calls == [1, 1]
+    assert staying[0] == reader.read(images[3:4])[0]

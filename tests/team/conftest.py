@@ -4,8 +4,6 @@ pushes to. Started once per session; each test takes a new database or prefix.""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import stop
 from tests.mlflow_server import start_tracking_server
 from tests.postgres import Postgres, postgres  # noqa: F401
 from tests.s3_stand_in import S3StandIn, s3_server  # noqa: F401
@@ -41,11 +40,6 @@ def start_team_server(
         folder, backend=backend, artifacts=f"s3://{BUCKET}/{database}", env=env
     )
     return process, TeamServer(url, backend, stand_in)
-
-
-def stop(process: subprocess.Popen) -> None:
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=30)
 
 
 @pytest.fixture(scope="session")

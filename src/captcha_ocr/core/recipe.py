@@ -25,6 +25,7 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
 
     def __init__(self, peak: float, warmup_steps: int, total_steps: int, cosine: bool):
         self.peak, self.warmup_steps, self.cosine = peak, warmup_steps, cosine
+        self.planned_steps = total_steps
         # A variable, read at every step: an ``epochs: auto`` run that leaves the
         # plateau late moves its end (``AutoEpochs``).
         self.total_steps = keras.Variable(
@@ -36,8 +37,16 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
         warm = self.peak * (step + 1) / max(1, self.warmup_steps)
         if not self.cosine:
             return keras.ops.minimum(warm, self.peak)
-        decay_steps = keras.ops.maximum(1.0, self.total_steps - self.warmup_steps)
-        progress = keras.ops.clip((step - self.warmup_steps) / decay_steps, 0.0, 1.0)
+        # TF turns a division by a constant into a multiplication, which rounds
+        # differently from a division by the variable: while the end is where it
+        # was planned, the constant is used, so such a run trains bit for bit as
+        # it did before the end could move.
+        planned = (step - self.warmup_steps) / max(1, self.planned_steps - self.warmup_steps)
+        moved = (step - self.warmup_steps) / keras.ops.maximum(
+            1.0, self.total_steps - self.warmup_steps
+        )
+        unmoved = keras.ops.equal(self.total_steps, float(self.planned_steps))
+        progress = keras.ops.clip(keras.ops.where(unmoved, planned, moved), 0.0, 1.0)
         cosine = 0.5 * self.peak * (1 + keras.ops.cos(math.pi * progress))
         return keras.ops.where(step < self.warmup_steps, warm, cosine)
 
@@ -45,7 +54,7 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
         return {
             "peak": self.peak,
             "warmup_steps": self.warmup_steps,
-            "total_steps": int(round(float(self.total_steps.numpy()))),
+            "total_steps": self.planned_steps,
             "cosine": self.cosine,
         }
 
@@ -67,21 +76,21 @@ def epochs_for(params: TrainParams, steps_per_epoch: int) -> int:
     return min(MAX_EPOCHS, max(MIN_EPOCHS, wanted))
 
 
-def auto_epochs_end(budget: int, done: int, left_at: int | None) -> int:
+def auto_epochs_end(budget: int, done: int, left_epoch: int | None) -> int:
     """Where an ``epochs: auto`` run ends, as seen after ``done`` epochs: its budget
-    (``epochs_for``), and ``left_at``, the epoch after which the model left the
+    (``epochs_for``), and ``left_epoch``, the epoch in which the model left the
     plateau (None: not yet).
 
     The budget assumes the model starts reading early, as it does on most sets
     (captcha_images_v2 and the captcha library's set: by epoch 2 to 4), and
     such a run ends at its budget. One that leaves late still trains half its
     budget after leaving; one still on the plateau goes on, up to twice its
-    budget. (A set of hard colour captchas left it at epoch 6, 8 and not by 10,
-    on seeds 1, 1337 and 2: bench/README.md.)
+    budget. (A set of hard colour captchas, on a budget of 10, left it in epoch
+    6, 8 and not at all on three seeds: bench/README.md.)
     """
     half = math.ceil(budget / 2)
-    if left_at is not None:
-        end = max(budget, left_at + half)
+    if left_epoch is not None:
+        end = max(budget, left_epoch + half)
     elif done >= 2 * budget:
         end = done  # on the plateau for twice the budget: give up
     else:
@@ -97,25 +106,32 @@ def longest_auto_run(budget: int) -> int:
 class AutoEpochs(keras.callbacks.Callback):
     """Ends an ``epochs: auto`` run where ``auto_epochs_end`` says, and moves the
     learning-rate schedule's end with it (a cosine that reached zero at the
-    budget would leave nothing to train with). Fit is given ``longest_auto_run``.
-    Needs ``ResumableEarlyStopping`` (which knows when the model left the
-    plateau) earlier in the callback list."""
+    budget would leave nothing to train with). Fit is given ``longest_auto_run``
+    epochs, and ``done``, the epochs a resumed run has behind it. Needs
+    ``ResumableEarlyStopping`` (which knows when the model left the plateau)
+    earlier in the callback list."""
 
-    def __init__(self, budget: int, steps_per_epoch: int, early):
+    def __init__(self, budget: int, steps_per_epoch: int, early, done: int = 0):
         super().__init__()
         self.budget, self.steps_per_epoch, self.early = budget, steps_per_epoch, early
+        self.done = done
+
+    def on_train_begin(self, logs=None):  # noqa: ARG002 (Keras's signature)
+        # A resumed run's schedule is new: give it the end the run had reached.
+        self._move_end(self.done)
 
     def on_epoch_end(self, epoch, logs=None):  # noqa: ARG002 (Keras's signature)
-        left_at = self.early.left_epoch if self.early.left_plateau else None
-        if self.early.left_plateau and left_at is None:  # a checkpoint from before left_epoch
-            left_at = 0
-        end = auto_epochs_end(self.budget, epoch + 1, left_at)
-        if epoch + 1 >= end:
+        if epoch + 1 >= self._move_end(epoch + 1):
             self.model.stop_training = True
+
+    def _move_end(self, done: int) -> int:
+        left_epoch = self.early.left_epoch if self.early.left_plateau else None
+        end = auto_epochs_end(self.budget, done, left_epoch)
         # Keras keeps an optimizer's schedule in _learning_rate (learning_rate is its value).
         schedule = getattr(self.model.optimizer, "_learning_rate", None)
         if isinstance(schedule, WarmupCosine):
             schedule.total_steps.assign(float(end * self.steps_per_epoch))
+        return end
 
 
 def patience_for(params: TrainParams, epochs: int) -> int:

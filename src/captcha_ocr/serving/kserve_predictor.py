@@ -29,7 +29,9 @@ environment ``mlflow models serve`` uses (docs/operations.md#kserve).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -57,12 +59,13 @@ class CaptchaPredictor(kserve.Model):
     def __init__(self, name: str, model_dir: str, workers: int = 1):
         super().__init__(name)
         self.model_dir = model_dir
-        # Each worker process's share of the cores, less one for its event loop,
-        # which parses and decodes requests while the network computes (on 2
-        # cores, 1 worker, 4 clients: 642 requests/s on 1 thread, 581 on 2).
+        # Each worker process's share of the cores less one (at least one thread)
+        # for its event loop, which parses and decodes requests while the network
+        # computes: on 2 cores, more requests/s on 1 thread than on 2 (bench/README.md).
         self.network_threads = max(1, available_cores() // workers - 1)
         self.reader: Any = None  # the network under its runtime, once loaded
         self.calls: SharedCalls | None = None  # concurrent requests share network calls
+        self.opening: threading.Thread | None = None  # a worker opening its network
 
     def load(self) -> bool:
         from captcha_ocr.serving.readers import open_mlflow_reader
@@ -84,12 +87,15 @@ class CaptchaPredictor(kserve.Model):
         # kserve starts each of --workers N in a spawned process, which gets this
         # predictor pickled: the network under its runtime does not pickle, and each
         # process opens its own.
-        return {**self.__dict__, "reader": None, "calls": None}
+        return {**self.__dict__, "reader": None, "calls": None, "opening": None}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         if self.ready:
-            self.load()
+            # In the background: kserve's parent restarts a worker that does not
+            # answer its ping within 5 s, and a worker answers only once unpickled.
+            self.opening = threading.Thread(target=self.load, name="open-network", daemon=True)
+            self.opening.start()
 
     def get_input_types(self) -> list[dict]:
         return [INPUT]
@@ -98,7 +104,10 @@ class CaptchaPredictor(kserve.Model):
         return OUTPUTS
 
     async def predict(self, payload, headers=None, response_headers=None) -> InferResponse:  # noqa: ARG002
-        assert self.calls is not None, "predict before load"
+        if self.calls is None and self.opening is not None:  # a worker still opening it
+            await asyncio.to_thread(self.opening.join)
+        if self.calls is None:
+            raise RuntimeError(f"{self.name}: the network did not open (see the log)")
         try:
             reader = self.reader
             values = request_images(payload)

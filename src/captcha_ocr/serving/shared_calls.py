@@ -40,7 +40,11 @@ class SharedCalls:
         return await answer
 
     def _next_call(self) -> list[tuple[np.ndarray, asyncio.Future]]:
-        """Whole requests in arrival order, up to ``max_images`` (at least one request)."""
+        """Whole requests in arrival order, up to ``max_images`` (at least one request).
+        Requests whose client has left (their answer cancelled) are dropped."""
+        self._waiting = [
+            (request, answer) for request, answer in self._waiting if not answer.done()
+        ]
         taken, images = 0, 0
         for request, _ in self._waiting:
             if taken and images + len(request) > self._max_images:
@@ -50,9 +54,18 @@ class SharedCalls:
         return call
 
     async def _drive(self) -> None:
+        call: list[tuple[np.ndarray, asyncio.Future]] = []
         try:
             while self._waiting:
-                await self._call(self._next_call())
+                call = self._next_call()
+                if call:
+                    await self._call(call)
+        except BaseException as err:  # cancelled (the server stops): nobody waits forever
+            for _, answer in call + self._waiting:
+                if not answer.done():
+                    answer.set_exception(RuntimeError(f"the network call was stopped: {err!r}"))
+            self._waiting = []
+            raise
         finally:
             self._driver = None
 

@@ -142,7 +142,7 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         super().__init__(*args, **kwargs)
         self.resume, self.resume_weights = resume or {}, best_weights
         self.plateau_cer, self.left_plateau = plateau_cer, False
-        self.left_epoch: int | None = None  # the epoch count when it left
+        self.left_epoch: int | None = None  # the epoch (from 1) in which it left
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)

@@ -46,6 +46,7 @@ from captcha_ocr.core.recipe import (
     AugmentOffThePlateau,
     AutoEpochs,
     ValidationReading,
+    auto_epochs_end,
     epochs_for,
     longest_auto_run,
     make_optimizer,
@@ -349,16 +350,24 @@ def fit(
     steps_per_epoch = math.ceil(len(data.train["images"]) / p.batch_size)
     epochs = epochs_for(p, steps_per_epoch)
     patience = patience_for(p, epochs)
-    sized = {"train.epochs_used": epochs, "train.patience_used": patience}
-    log("epochs and patience used", lambda: mlflow.log_params(sized), data=sized)
-    longest = longest_auto_run(epochs) if p.epochs == "auto" else epochs
-    more = ""
-    if p.epochs == "auto":
-        more = f" (more if the model leaves the plateau late: up to {longest})"
+    sized = {"train.epochs_budget": epochs, "train.patience_used": patience}
+    log("epochs and patience", lambda: mlflow.log_params(sized), data=sized)
+    auto = p.epochs == "auto"
+    more = f" (more if the model leaves the plateau late: up to {longest_auto_run(epochs)})"
     print(
-        f"train: {epochs} epochs of {steps_per_epoch} steps (train.epochs: {p.epochs}){more}, "
-        f"patience {patience} (train.patience: {p.patience}) once validation CER < {PLATEAU_CER}"
+        f"train: {epochs} epochs of {steps_per_epoch} steps (train.epochs: {p.epochs})"
+        f"{more if auto else ''}, patience {patience} (train.patience: {p.patience}) "
+        f"once validation CER < {PLATEAU_CER}"
     )
+    if state.early.get("left_plateau") and state.early.get("left_epoch") is None:
+        # A checkpoint from before left_epoch was saved: its history says when.
+        state.early["left_epoch"] = next(
+            (r["epoch"] for r in state.rows if r.get("val_cer", 1.0) < PLATEAU_CER), 0
+        )
+    # Fit's epochs are the most it may train; an auto run ends where AutoEpochs says.
+    last = longest_auto_run(epochs) if auto else epochs
+    if state.stopped or (auto and state.epoch >= auto_end(epochs, state)):
+        last = state.epoch  # a checkpoint written at the end has nothing left to train
     early = ResumableEarlyStopping(
         monitor="val_loss",
         patience=patience,
@@ -375,8 +384,7 @@ def fit(
         **training_inputs(data.train["images"], data.train["labels"], p, strength),
         # Validation images as they are: augmentation is for training images only.
         validation_data=(with_channels(data.val["images"]), data.val["labels"]),
-        # A checkpoint written after early stopping fired has nothing left to train.
-        epochs=state.epoch if state.stopped else longest,
+        epochs=last,
         initial_epoch=state.epoch,
         verbose=2,
         callbacks=[
@@ -385,12 +393,18 @@ def fit(
             AugmentOffThePlateau(strength),
             MlflowEpochLogger(log),
             early,  # before the checkpoint, which saves its counters
-            *([AutoEpochs(epochs, steps_per_epoch, early)] if p.epochs == "auto" else []),
+            *([AutoEpochs(epochs, steps_per_epoch, early, state.epoch)] if auto else []),
             EpochCheckpoint(resume.checkpoint, state, early),
         ],
     )
     seconds = time.perf_counter() - started
     return Fitted(without_optimizer(model), pd.DataFrame(state.rows), seconds)
+
+
+def auto_end(budget: int, state: TrainState) -> int:
+    """Where an ``epochs: auto`` run that stands at ``state`` ends (``auto_epochs_end``)."""
+    left = state.early.get("left_epoch") if state.early.get("left_plateau") else None
+    return auto_epochs_end(budget, state.epoch, left)
 
 
 def sigterm_as_exit(signum, _frame) -> None:
