@@ -13,7 +13,7 @@ from captcha_ocr.core.recipe import (
     longest_auto_run,
     patience_for,
 )
-from captcha_ocr.steps.checkpoints import ResumableEarlyStopping
+from captcha_ocr.steps.checkpoints import ResumableEarlyStopping, TrainState
 
 
 def stopping(patience: int, resume: dict | None = None) -> ResumableEarlyStopping:
@@ -181,3 +181,11 @@ def test_a_resumed_late_leaver_keeps_its_moved_end():
     # Its new schedule was moved to the run's end first: epoch 8 learns as it did in
     # the run that was not killed, not at the zero of a cosine that ended at epoch 6.
     assert resumed[0] == pytest.approx(whole[7], abs=1e-9) and resumed[0] > 1e-3
+
+
+def test_a_checkpoint_saved_before_left_epoch_finds_it_in_its_history():
+    rows = [{"epoch": e, "val_cer": cer} for e, cer in enumerate([0.9, 0.7, 0.4, 0.2], 1)]
+    assert TrainState(epoch=4, rows=rows, early={"left_plateau": True}).left_epoch() == 3
+    kept = {"left_plateau": True, "left_epoch": 2}  # what early stopping saved wins
+    assert TrainState(epoch=4, rows=rows, early=kept).left_epoch() == 2
+    assert TrainState(epoch=2, rows=rows[:2], early={"left_plateau": False}).left_epoch() is None

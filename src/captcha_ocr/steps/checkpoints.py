@@ -44,6 +44,15 @@ class TrainState:
     weights: str | None = None
     best: str | None = None
 
+    def left_epoch(self) -> int | None:
+        """The epoch in which the model left the plateau, None if it has not; read
+        from the history for a checkpoint saved before early stopping kept it."""
+        if not self.early.get("left_plateau"):
+            return None
+        if self.early.get("left_epoch") is not None:
+            return self.early["left_epoch"]
+        return next((r["epoch"] for r in self.rows if r.get("val_cer", 1.0) < PLATEAU_CER), 0)
+
 
 def checkpoint_key(params: TrainParams, data_files: Sequence[Path]) -> str:
     """A digest of the train params and the bytes of the training data."""

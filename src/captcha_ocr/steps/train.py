@@ -359,14 +359,12 @@ def fit(
         f"{more if auto else ''}, patience {patience} (train.patience: {p.patience}) "
         f"once validation CER < {PLATEAU_CER}"
     )
-    if state.early.get("left_plateau") and state.early.get("left_epoch") is None:
-        # A checkpoint from before left_epoch was saved: its history says when.
-        state.early["left_epoch"] = next(
-            (r["epoch"] for r in state.rows if r.get("val_cer", 1.0) < PLATEAU_CER), 0
-        )
+    state.early["left_epoch"] = state.left_epoch()  # restored into early stopping below
     # Fit's epochs are the most it may train; an auto run ends where AutoEpochs says.
     last = longest_auto_run(epochs) if auto else epochs
-    if state.stopped or (auto and state.epoch >= auto_end(epochs, state)):
+    if state.stopped or (
+        auto and state.epoch >= auto_epochs_end(epochs, state.epoch, state.early["left_epoch"])
+    ):
         last = state.epoch  # a checkpoint written at the end has nothing left to train
     early = ResumableEarlyStopping(
         monitor="val_loss",
@@ -399,12 +397,6 @@ def fit(
     )
     seconds = time.perf_counter() - started
     return Fitted(without_optimizer(model), pd.DataFrame(state.rows), seconds)
-
-
-def auto_end(budget: int, state: TrainState) -> int:
-    """Where an ``epochs: auto`` run that stands at ``state`` ends (``auto_epochs_end``)."""
-    left = state.early.get("left_epoch") if state.early.get("left_plateau") else None
-    return auto_epochs_end(budget, state.epoch, left)
 
 
 def sigterm_as_exit(signum, _frame) -> None:
