@@ -8,6 +8,7 @@ from captcha_ocr.config import TrainParams
 from captcha_ocr.core.recipe import (
     AutoEpochs,
     WarmupCosine,
+    attempt_start,
     auto_epochs_end,
     epochs_for,
     longest_auto_run,
@@ -95,14 +96,26 @@ def test_auto_patience_is_a_quarter_of_the_epochs_within_bounds(epochs, patience
         (32, 5, 4, 32),  # captcha_images_v2
         (10, 9, 8, 13),  # left at epoch 8: half the budget more
         (10, 3, None, 10),  # still on the plateau, early: as if it left now
-        (10, 12, None, 17),  # on the plateau past the budget: goes on
-        (10, 20, None, 20),  # twice the budget on the plateau: gives up
+        (10, 8, None, 13),  # on the plateau late in the budget: as if it left now
+        (10, 10, None, 20),  # on the plateau at the budget: a second attempt, with a budget
+        (10, 13, 12, 20),  # the second attempt left in its second epoch: ends at its budget
+        (10, 19, 18, 23),  # ... in its eighth: half the budget after leaving
+        (10, 29, None, 34),  # the third (last) attempt, on the plateau: as if it left now
+        (10, 30, None, 30),  # the last attempt on the plateau for its budget: gives up
         (150, 140, None, 200),  # never past 200 epochs
     ],
 )
 def test_auto_epochs_wait_for_a_late_plateau(budget, done, left_at, end):
     assert auto_epochs_end(budget, done, left_at) == end
     assert auto_epochs_end(budget, done, left_at) <= longest_auto_run(budget)
+
+
+@pytest.mark.parametrize(
+    ("done", "left_at", "start"),
+    [(9, None, 0), (10, None, 10), (25, 11, 10), (25, 10, 0), (19, None, 10), (45, None, 20)],
+)
+def test_an_attempt_starts_each_budget_until_the_model_leaves(done, left_at, start):
+    assert attempt_start(10, done, left_at) == start
 
 
 class ScriptedReading(keras.callbacks.Callback):
@@ -120,7 +133,9 @@ class ScriptedReading(keras.callbacks.Callback):
 STEPS = 4  # an epoch of the tiny fits below
 
 
-def tiny_fit(budget: int, cers: list[float], first: int = 0, resume: dict | None = None):
+def tiny_fit(
+    budget: int, cers: list[float], first: int = 0, resume: dict | None = None, fresh=None
+):
     """A real (tiny) fit, on random data, with a cosine schedule over ``budget`` epochs and
     ``AutoEpochs``. From epoch ``first`` with early stopping's ``resume`` counters, it starts
     as a resumed training does: the optimizer's step count restored, its schedule new.
@@ -147,7 +162,7 @@ def tiny_fit(budget: int, cers: list[float], first: int = 0, resume: dict | None
         callbacks=[
             ScriptedReading(cers),
             early,
-            AutoEpochs(budget, STEPS, early, done=first),
+            AutoEpochs(budget, STEPS, early, done=first, fresh_weights=fresh),
             keras.callbacks.LambdaCallback(
                 on_epoch_begin=lambda *_: rates.append(float(schedule(model.optimizer.iterations))),
                 on_epoch_end=lambda *_: weights.append(model.get_weights()[0].copy()),
@@ -169,8 +184,24 @@ def test_a_late_leaver_trains_on_after_its_budget():
     assert counters["left_epoch"] == 5
     assert len(rates) == 8 and min(rates[6:]) > 1e-3
     assert not np.allclose(weights[5], weights[7])
-    # Never leaves: stops at twice the budget.
-    assert len(tiny_fit(6, [1.0] * 30)[0]) == 12
+
+
+def test_a_run_still_on_the_plateau_at_its_budget_starts_again_from_fresh_weights():
+    drawn = []
+
+    def fresh(attempt):
+        drawn.append(attempt)
+        return [np.full((2, 1), 100.0 + attempt), np.zeros(1)]
+
+    rates, weights, _ = tiny_fit(6, [1.0] * 30, fresh=fresh)  # never leaves
+    assert drawn == [1, 2] and len(rates) == 18  # three attempts of 6 epochs, then gives up
+    # Each attempt starts from its fresh weights and its schedule's peak, as a new run does.
+    assert rates[6] == rates[12] == pytest.approx(rates[0]) and rates[5] < rates[0] / 2
+    assert np.abs(weights[6] - 101.0).max() < 1.0 and np.abs(weights[12] - 102.0).max() < 1.0
+    # One that leaves in its second attempt trains half a budget after leaving.
+    drawn.clear()
+    rates, _, counters = tiny_fit(6, [1.0] * 7 + [0.3] * 30, fresh=fresh)
+    assert drawn == [1] and counters["left_epoch"] == 8 and len(rates) == 12
 
 
 def test_a_resumed_late_leaver_keeps_its_moved_end():

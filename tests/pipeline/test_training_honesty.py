@@ -17,6 +17,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import yaml
 
 from ..conftest import PROJECT_ROOT
 from ..helpers import set_source, tiny_params
@@ -148,3 +149,28 @@ def test_an_int8_copy_that_cannot_be_made_is_left_out_and_export_succeeds(
     version = mlflow.MlflowClient().get_model_version(registered["name"], registered["version"])
     assert version.tags["int8"] == "dropped"
     assert "could not be made" in version.tags["int8.reason"]
+
+
+def test_an_auto_run_still_on_the_plateau_starts_again_twice_then_gives_up(project, tmp_path):
+    root, _, _ = project
+    again = tmp_path / "again"
+    shutil.copytree(root, again, ignore=shutil.ignore_patterns("mlflow.db", "models", ".*"))
+    params = yaml.safe_load((again / "params.yaml").read_text())
+    # A budget of 10 epochs (the floor) of a few steps: too few for 64 captchas.
+    params["train"] |= {"epochs": "auto", "target_steps": 1, "patience": "auto"}
+    (again / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    trained = step(again, "train").stdout
+    assert "after epoch 10: starting again from fresh weights" in trained
+    assert "after epoch 20: starting again from fresh weights" in trained
+    assert f"train: WARNING: {PLATEAU}" in trained and "train: 30 epochs" in trained
+
+    mlflow.set_tracking_uri(f"sqlite:///{again / 'mlflow.db'}")
+    run_id = json.loads((again / "models/train/mlflow_run.json").read_text())["run_id"]
+    assert mlflow.get_run(run_id).data.tags["restarts"] == "2"
+    rates = {
+        m.step: m.value for m in mlflow.MlflowClient().get_metric_history(run_id, "learning_rate")
+    }
+    # Each attempt's schedule starts over: its first epoch ends where the first one's did.
+    assert rates[11] == pytest.approx(rates[1]) and rates[21] == pytest.approx(rates[1])
+    assert rates[10] < rates[1] / 2

@@ -68,12 +68,28 @@ def epochs_for(params: TrainParams, steps_per_epoch: int) -> int:
     """``train.epochs``, or for "auto" about ``target_steps`` updates in 10 to 200 epochs.
 
     A set of 750 images in batches of 8 (94 steps an epoch) gets 32 epochs; one
-    of 3200 gets 10 (4000 steps), one of 150 gets 160.
+    of 3200 gets 10 (4000 steps), one of 150 gets 158.
     """
     if params.epochs != "auto":
         return params.epochs
     wanted = math.ceil(params.target_steps / max(1, steps_per_epoch))
     return min(MAX_EPOCHS, max(MIN_EPOCHS, wanted))
+
+
+# A run of ``epochs: auto`` still on the plateau at the end of its budget starts
+# again from fresh weights, this many times at most.
+RESTARTS = 2
+
+
+def attempt_start(budget: int, done: int, left_epoch: int | None) -> int:
+    """The epochs before the current attempt of an ``epochs: auto`` run began
+    (0: the first), after ``done`` epochs; ``left_epoch`` as in ``auto_epochs_end``.
+
+    Each attempt has the budget to leave the plateau; one that has not by then
+    is dropped, and the next starts from fresh weights (``AutoEpochs``).
+    """
+    on_plateau = done if left_epoch is None else left_epoch - 1
+    return budget * min(RESTARTS, on_plateau // budget)
 
 
 def auto_epochs_end(budget: int, done: int, left_epoch: int | None) -> int:
@@ -84,53 +100,77 @@ def auto_epochs_end(budget: int, done: int, left_epoch: int | None) -> int:
     The budget assumes the model starts reading early, as it does on most sets
     (captcha_images_v2 and the captcha library's set: by epoch 2 to 4), and
     such a run ends at its budget. One that leaves late still trains half its
-    budget after leaving; one still on the plateau goes on, up to twice its
-    budget. (A set of hard colour captchas, on a budget of 10, left it in epoch
-    6, 8 and not at all on three seeds: bench/README.md.)
+    budget after leaving. One still on the plateau at its budget starts again
+    from fresh weights (``attempt_start``): which start leaves the plateau is
+    luck of the draw (a set of hard colour captchas, on a budget of 10, left
+    it in epoch 6, 8 and not at all in 20 epochs on three seeds:
+    bench/README.md). The last attempt gives up at its budget.
     """
+    start = attempt_start(budget, done, left_epoch)
     half = math.ceil(budget / 2)
     if left_epoch is not None:
-        end = max(budget, left_epoch + half)
-    elif done >= 2 * budget:
-        end = done  # on the plateau for twice the budget: give up
+        end = start + max(budget, left_epoch - start + half)
+    elif done - start >= budget:
+        end = done  # the last attempt, on the plateau for its whole budget: give up
     else:
-        end = max(budget, done + half)  # as if it left now
+        end = start + max(budget, done - start + half)  # as if it left now
     return min(MAX_EPOCHS, end)
 
 
 def longest_auto_run(budget: int) -> int:
-    """The most epochs ``auto_epochs_end`` can give: leaving in the last plateau epoch."""
-    return min(MAX_EPOCHS, 2 * budget + math.ceil(budget / 2))
+    """The most epochs ``auto_epochs_end`` can give: every attempt on the plateau
+    for its budget, the last leaving in its last epoch."""
+    return min(MAX_EPOCHS, (RESTARTS + 1) * budget + math.ceil(budget / 2))
 
 
 class AutoEpochs(keras.callbacks.Callback):
     """Ends an ``epochs: auto`` run where ``auto_epochs_end`` says, and moves the
     learning-rate schedule's end with it (a cosine that reached zero at the
-    budget would leave nothing to train with). Fit is given ``longest_auto_run``
-    epochs, and ``done``, the epochs a resumed run has behind it. Needs
-    ``ResumableEarlyStopping`` (which knows when the model left the plateau)
-    earlier in the callback list."""
+    budget would leave nothing to train with).
 
-    def __init__(self, budget: int, steps_per_epoch: int, early, done: int = 0):
+    When a new attempt begins (``attempt_start``) it gives the model
+    ``fresh_weights(attempt)`` and a new optimizer state: the step count back
+    to zero, so the schedule starts over too. Fit is given
+    ``longest_auto_run`` epochs, and ``done``, the epochs a resumed run has
+    behind it. Needs ``ResumableEarlyStopping`` (which knows when the model
+    left the plateau) earlier in the callback list.
+    """
+
+    def __init__(self, budget: int, steps_per_epoch: int, early, done: int = 0, fresh_weights=None):
         super().__init__()
         self.budget, self.steps_per_epoch, self.early = budget, steps_per_epoch, early
-        self.done = done
+        self.done, self.fresh_weights = done, fresh_weights
 
     def on_train_begin(self, logs=None):  # noqa: ARG002 (Keras's signature)
         # A resumed run's schedule is new: give it the end the run had reached.
         self._move_end(self.done)
 
     def on_epoch_end(self, epoch, logs=None):  # noqa: ARG002 (Keras's signature)
+        started = attempt_start(self.budget, epoch, self._left_epoch())
+        if attempt_start(self.budget, epoch + 1, self._left_epoch()) > started:
+            self._start_again((epoch + 1) // self.budget)
         if epoch + 1 >= self._move_end(epoch + 1):
             self.model.stop_training = True
 
+    def _left_epoch(self) -> int | None:
+        return self.early.left_epoch if self.early.left_plateau else None
+
+    def _start_again(self, attempt: int) -> None:
+        if self.fresh_weights is None:
+            raise ValueError("AutoEpochs needs fresh_weights to start an attempt again")
+        self.model.set_weights(self.fresh_weights(attempt))
+        for variable in self.model.optimizer.variables:  # a new Adam: all zeros
+            variable.assign(keras.ops.zeros_like(variable))
+
     def _move_end(self, done: int) -> int:
-        left_epoch = self.early.left_epoch if self.early.left_plateau else None
+        left_epoch = self._left_epoch()
         end = auto_epochs_end(self.budget, done, left_epoch)
+        # The optimizer counts steps from the attempt's start.
+        steps = (end - attempt_start(self.budget, done, left_epoch)) * self.steps_per_epoch
         # Keras keeps an optimizer's schedule in _learning_rate (learning_rate is its value).
         schedule = getattr(self.model.optimizer, "_learning_rate", None)
         if isinstance(schedule, WarmupCosine):
-            schedule.total_steps.assign(float(end * self.steps_per_epoch))
+            schedule.total_steps.assign(float(steps))
         return end
 
 

@@ -43,6 +43,7 @@ from captcha_ocr.core.images import channels_of, with_channels
 from captcha_ocr.core.metrics import PLATEAU_CER, plateau_note
 from captcha_ocr.core.model import build_training_model
 from captcha_ocr.core.recipe import (
+    RESTARTS,
     AugmentOffThePlateau,
     AutoEpochs,
     ValidationReading,
@@ -373,6 +374,22 @@ def fit(
         resume=state.early,
         best_weights=resume.checkpoint.best_weights(state) if state.epoch else None,
     )
+
+    def fresh(attempt: int) -> list[np.ndarray]:
+        """New weights for an auto run's next attempt, drawn from its own seed."""
+        seed = p.seed + 1000 * attempt
+        print(
+            f"train: still on the plateau after epoch {attempt * epochs}: starting again from "
+            f"fresh weights (train.seed {p.seed} + {1000 * attempt}), attempt {attempt + 1} "
+            f"of {RESTARTS + 1}"
+        )
+        tags = {"restarts": str(attempt)}
+        log("restarts tag", lambda: mlflow.set_tags(tags), data=tags)
+        keras.utils.set_random_seed(seed)
+        return build_training_model(
+            p, *data.image_size, data.vocabulary.num_classes, channels=data.channels
+        ).get_weights()
+
     import tensorflow as tf
 
     # Augmentation starts once the model reads (a resumed run that did: at once).
@@ -391,7 +408,7 @@ def fit(
             AugmentOffThePlateau(strength),
             MlflowEpochLogger(log),
             early,  # before the checkpoint, which saves its counters
-            *([AutoEpochs(epochs, steps_per_epoch, early, state.epoch)] if auto else []),
+            *([AutoEpochs(epochs, steps_per_epoch, early, state.epoch, fresh)] if auto else []),
             EpochCheckpoint(resume.checkpoint, state, early),
         ],
     )
