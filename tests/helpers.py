@@ -84,7 +84,7 @@ def wait_until_up(
     deadline = time.monotonic() + timeout
     while not _answers(answers):
         if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
+            stop(process, grace=5)  # with its workers, if it leads a process group
             pytest.fail(f"{what} did not come up within {timeout:.0f} s:\n{log()[-3000:]}")
         time.sleep(0.5)
 

@@ -165,3 +165,23 @@ def test_bad_payloads_are_400s_that_name_the_problem(predictor, captcha_pngs):
     # Still serving after all that.
     status, answer = call(infer, infer_body([png]))
     assert status == 200, answer
+
+
+def test_a_worker_that_cannot_open_the_network_exits_for_kserve_to_restart(venv, tmp_path):
+    # A worker is the predictor unpickled in a spawned process; one that stayed up
+    # without its network would answer 500 to every request sent its way.
+    script = (
+        "import pickle\n"
+        "from captcha_ocr.serving.kserve_predictor import CaptchaPredictor\n"
+        f"predictor = CaptchaPredictor('{NAME}', {str(tmp_path / 'gone')!r})\n"
+        "predictor.ready = True\n"
+        "worker = pickle.loads(pickle.dumps(predictor))\n"
+        "worker.opening.join(120)\n"
+        "print('still up')\n"
+    )
+    command = [str(venv / "bin" / "python"), "-c", script]
+    done = subprocess.run(command, env=serve_env(venv), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "still up" not in done.stdout
+    assert "could not open the network" in done.stdout
+    assert str(tmp_path / "gone") in done.stderr  # the reason, in the traceback

@@ -117,3 +117,57 @@ def test_a_client_that_left_is_not_read(reader, images):
     first, staying = asyncio.run(one_leaves())
     assert network.calls == [1, 1]
     assert staying[0] == reader.read(images[3:4])[0]
+
+
+class OneCallAtATime(RefusesBlank):
+    """RefusesBlank, holding each call until the test lets it through."""
+
+    def __init__(self, reader: OnnxReader):
+        super().__init__(reader)
+        self.turns = threading.Semaphore(0)
+
+    def __call__(self, images: np.ndarray):
+        self.turns.acquire(timeout=30)
+        return super().__call__(images)
+
+
+def test_a_client_that_left_during_a_refused_call_is_not_read_again(reader, images):
+    network = OneCallAtATime(reader)
+    shared = SharedCalls(network)
+
+    async def one_leaves_then_the_call_fails():
+        first = asyncio.create_task(shared.read(images[0:1]))
+        await asyncio.sleep(0.05)  # the first call is in the network, held
+        blank = asyncio.create_task(shared.read(np.zeros((1, 50, 200), np.uint8)))
+        leaving = asyncio.create_task(shared.read(images[1:3]))
+        staying = asyncio.create_task(shared.read(images[3:4]))
+        await asyncio.sleep(0.05)  # the three wait for the next call
+        network.turns.release()
+        await first
+        await asyncio.sleep(0.05)  # the three are in the network, held
+        leaving.cancel()
+        await asyncio.sleep(0.05)
+        network.turns.release(3)  # the network refuses the three; then each alone
+        return await asyncio.gather(blank, staying, return_exceptions=True)
+
+    blank, staying = asyncio.run(one_leaves_then_the_call_fails())
+    assert network.calls == [1, 4, 1, 1]  # the one that left is not read alone
+    assert isinstance(blank, ValueError)
+    assert staying[0] == reader.read(images[3:4])[0]
+
+
+def test_requests_waiting_when_the_calls_are_stopped_get_an_error_not_a_hang(reader, images):
+    network = Gated(reader)
+    shared = SharedCalls(network)
+
+    async def stopped():
+        waiting = [asyncio.create_task(shared.read(images[i : i + 1])) for i in range(3)]
+        await asyncio.sleep(0.05)  # one call in the network, held; two waiting
+        assert shared._driver is not None
+        shared._driver.cancel()  # as when the server shuts down
+        network.gate.set()
+        return await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), 30)
+
+    answers = asyncio.run(stopped())
+    assert [type(a) for a in answers] == [RuntimeError] * 3
+    assert all("the network call was stopped" in str(a) for a in answers)

@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import os
 import threading
+import traceback
 import uuid
 from pathlib import Path
 from typing import Any
@@ -94,8 +95,19 @@ class CaptchaPredictor(kserve.Model):
         if self.ready:
             # In the background: kserve's parent restarts a worker that does not
             # answer its ping within 5 s, and a worker answers only once unpickled.
-            self.opening = threading.Thread(target=self.load, name="open-network", daemon=True)
+            self.opening = threading.Thread(target=self._load_or_exit, name="open-network")
+            self.opening.daemon = True
             self.opening.start()
+
+    def _load_or_exit(self) -> None:
+        """A worker that cannot open its network ends, and kserve's parent starts
+        another: it must not stay up answering 500 to every request."""
+        try:
+            self.load()
+        except BaseException:
+            traceback.print_exc()
+            print(f"{self.name}: this worker could not open the network; it exits", flush=True)
+            os._exit(1)
 
     def get_input_types(self) -> list[dict]:
         return [INPUT]

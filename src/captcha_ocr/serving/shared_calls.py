@@ -81,7 +81,8 @@ class SharedCalls:
                     answer.set_exception(err)
                 return
             for alone in call:  # one bad request fails alone, the others are read
-                await self._call([alone])
+                if not alone[1].done():  # not a client that left meanwhile
+                    await self._call([alone])
             return
         start = 0
         for request, answer in call:
