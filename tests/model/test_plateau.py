@@ -1,5 +1,6 @@
 """Early stopping waits until the model reads; epochs and patience sized by the data."""
 
+import contextlib
 import math
 
 import keras
@@ -15,8 +16,14 @@ from captcha_ocr.core.recipe import (
     epochs_for,
     longest_auto_run,
     patience_for,
+    restarts_for,
 )
-from captcha_ocr.steps.checkpoints import ResumableEarlyStopping, TrainState
+from captcha_ocr.steps.checkpoints import (
+    Checkpoint,
+    EpochCheckpoint,
+    ResumableEarlyStopping,
+    TrainState,
+)
 
 
 def stopping(patience: int, resume: dict | None = None) -> ResumableEarlyStopping:
@@ -224,6 +231,7 @@ def test_a_run_still_on_the_plateau_at_its_budget_starts_again_from_fresh_weight
     assert drawn == [1, 2] and len(rates) == 18  # three attempts of 6 epochs, then gives up
     # Each attempt starts from its fresh weights and its schedule's peak, as a new run does.
     assert rates[6] == rates[12] == pytest.approx(rates[0]) and rates[5] < rates[0] / 2
+    assert rates[7] == pytest.approx(rates[1]) and rates[13] == pytest.approx(rates[1])
     assert np.abs(weights[6] - 101.0).max() < 1.0 and np.abs(weights[12] - 102.0).max() < 1.0
     # One that leaves in its second attempt trains half a budget after leaving.
     drawn.clear()
@@ -247,3 +255,86 @@ def test_a_checkpoint_saved_before_left_epoch_finds_it_in_its_history():
     kept = {"left_plateau": True, "left_epoch": 2}  # what early stopping saved wins
     assert TrainState(epoch=4, rows=rows, early=kept).left_epoch() == 2
     assert TrainState(epoch=2, rows=rows[:2], early={"left_plateau": False}).left_epoch() is None
+
+
+class KilledAfter(keras.callbacks.Callback):
+    def __init__(self, epochs: int):
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):  # noqa: ARG002 (Keras's signature)
+        if epoch + 1 == self.epochs:
+            raise KeyboardInterrupt
+
+
+def checkpointed_fit(cers: list[float], checkpoint: Checkpoint, kill: int | None = None):
+    """A tiny fit with a budget of 6 epochs, checkpointed as train does, resumed from
+    ``checkpoint`` when it holds one; killed after epoch ``kill``. Returns, per epoch run,
+    the learning rate at its start and the optimizer's step count at its end."""
+    state = checkpoint.load() or TrainState()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.Adam(WarmupCosine(0.05, 0, 6 * STEPS, True)), loss="mse")
+    if state.epoch:
+        assert checkpoint.restore(model, state)
+    early = ResumableEarlyStopping(
+        monitor="val_loss",
+        patience=2,
+        restore_best_weights=True,
+        resume=state.early,
+        best_weights=checkpoint.best_weights(state) if state.epoch else None,
+    )
+    rates, steps = {}, {}
+
+    def fresh(attempt: int) -> list[np.ndarray]:
+        keras.utils.set_random_seed(attempt)
+        return keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]).get_weights()
+
+    rng = np.random.default_rng(0)
+    callbacks = [
+        ScriptedReading(cers),
+        early,
+        AutoEpochs(6, STEPS, early, state.epoch, fresh),
+        EpochCheckpoint(checkpoint, state, early),
+        keras.callbacks.LambdaCallback(
+            on_epoch_begin=lambda e, *_: rates.__setitem__(
+                e + 1, float(model.optimizer._learning_rate(model.optimizer.iterations))
+            ),
+            on_epoch_end=lambda e, *_: steps.__setitem__(e + 1, int(model.optimizer.iterations)),
+        ),
+        *([KilledAfter(kill)] if kill else []),
+    ]
+    with contextlib.suppress(KeyboardInterrupt):
+        model.fit(
+            rng.normal(size=(4 * STEPS, 2)),
+            rng.normal(size=(4 * STEPS, 1)),
+            batch_size=4,
+            shuffle=False,
+            epochs=longest_auto_run(6),
+            initial_epoch=state.epoch,
+            verbose=0,
+            callbacks=callbacks,
+        )
+    return rates, steps
+
+
+@pytest.mark.parametrize("kill", [6, 8])  # at the restart, and in the second attempt
+def test_a_run_killed_in_its_second_attempt_resumes_where_it_was(tmp_path, kill):
+    cers = [1.0] * 8 + [0.3] * 30  # leaves in epoch 9, the third of its second attempt
+    whole_rates, whole_steps = checkpointed_fit(cers, Checkpoint("whole", tmp_path))
+    assert len(whole_rates) == 6 + 6  # the second attempt ends at its own budget
+    assert whole_steps[6] == 0 and whole_steps[7] == STEPS  # the step count starts over
+    checkpoint = Checkpoint("killed", tmp_path)
+    checkpointed_fit(cers, checkpoint, kill=kill)
+    rates, steps = checkpointed_fit(cers, checkpoint)
+    assert min(rates) == kill + 1 and max(rates) == 12
+    for epoch in rates:
+        assert rates[epoch] == pytest.approx(whole_rates[epoch], abs=1e-7)
+        assert steps[epoch] == whole_steps[epoch]
+
+
+@pytest.mark.parametrize(("budget", "restarts"), [(10, 2), (66, 2), (67, 1), (100, 1), (101, 0)])
+def test_restarts_fit_within_200_epochs(budget, restarts):
+    assert restarts_for(budget) == restarts
+    assert attempt_start(budget, budget * 5, None) == budget * restarts
+    assert longest_auto_run(budget) <= 200

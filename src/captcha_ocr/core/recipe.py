@@ -81,6 +81,12 @@ def epochs_for(params: TrainParams, steps_per_epoch: int) -> int:
 RESTARTS = 2
 
 
+def restarts_for(budget: int) -> int:
+    """How many fresh starts a budget allows: ``RESTARTS``, as far as whole budgets
+    fit in ``MAX_EPOCHS`` (a budget of 67 to 100 gets one, over 100 none)."""
+    return min(RESTARTS, (MAX_EPOCHS - budget) // budget)
+
+
 def attempt_start(budget: int, done: int, left_epoch: int | None) -> int:
     """The epochs before the current attempt of an ``epochs: auto`` run began
     (0: the first), after ``done`` epochs; ``left_epoch`` as in ``auto_epochs_end``.
@@ -88,8 +94,8 @@ def attempt_start(budget: int, done: int, left_epoch: int | None) -> int:
     Each attempt has the budget to leave the plateau; one that has not by then
     is dropped, and the next starts from fresh weights (``AutoEpochs``).
     """
-    on_plateau = done if left_epoch is None else left_epoch - 1
-    return budget * min(RESTARTS, on_plateau // budget)
+    on_plateau = done if left_epoch is None else max(0, left_epoch - 1)
+    return budget * min(restarts_for(budget), on_plateau // budget)
 
 
 def auto_epochs_end(budget: int, done: int, left_epoch: int | None) -> int:
@@ -120,7 +126,7 @@ def auto_epochs_end(budget: int, done: int, left_epoch: int | None) -> int:
 def longest_auto_run(budget: int) -> int:
     """The most epochs ``auto_epochs_end`` can give: every attempt on the plateau
     for its budget, the last leaving in its last epoch."""
-    return min(MAX_EPOCHS, (RESTARTS + 1) * budget + math.ceil(budget / 2))
+    return min(MAX_EPOCHS, (restarts_for(budget) + 1) * budget + math.ceil(budget / 2))
 
 
 class AutoEpochs(keras.callbacks.Callback):

@@ -43,7 +43,6 @@ from captcha_ocr.core.images import channels_of, with_channels
 from captcha_ocr.core.metrics import PLATEAU_CER, plateau_note
 from captcha_ocr.core.model import build_training_model
 from captcha_ocr.core.recipe import (
-    RESTARTS,
     AugmentOffThePlateau,
     AutoEpochs,
     ValidationReading,
@@ -52,6 +51,7 @@ from captcha_ocr.core.recipe import (
     longest_auto_run,
     make_optimizer,
     patience_for,
+    restarts_for,
     training_inputs,
     without_optimizer,
 )
@@ -312,7 +312,10 @@ def fit(
     sized = {"train.epochs_budget": epochs, "train.patience_used": patience}
     log("epochs and patience", lambda: mlflow.log_params(sized), data=sized)
     auto = p.epochs == "auto"
-    more = f" (more if the model leaves the plateau late: up to {longest_auto_run(epochs)})"
+    more = (
+        f" (more if the model leaves the plateau late, or starts again on it: "
+        f"up to {longest_auto_run(epochs)})"
+    )
     print(
         f"train: {epochs} epochs of {steps_per_epoch} steps (train.epochs: {p.epochs})"
         f"{more if auto else ''}, patience {patience} (train.patience: {p.patience}) "
@@ -339,7 +342,7 @@ def fit(
         print(
             f"train: still on the plateau after epoch {attempt * epochs}: starting again from "
             f"fresh weights (train.seed {p.seed} + {1000 * attempt}), attempt {attempt + 1} "
-            f"of {RESTARTS + 1}"
+            f"of {restarts_for(epochs) + 1}"
         )
         tags = {"restarts": str(attempt)}
         log("restarts tag", lambda: mlflow.set_tags(tags), data=tags)
