@@ -67,8 +67,8 @@ def dataset_zip(name: str, cache: Path) -> Path:
     return path
 
 
-def step(name: str, folder: Path, env: dict[str, str]) -> float:
-    """Run one project step in ``folder``; return its wall time in seconds."""
+def step(name: str, folder: Path, env: dict[str, str]) -> tuple[float, str]:
+    """Run one project step in ``folder``; return its wall time in seconds and its output."""
     started = time.perf_counter()
     done = subprocess.run(
         ["captcha-ocr", name], cwd=folder, env=env, capture_output=True, text=True, check=False
@@ -76,7 +76,7 @@ def step(name: str, folder: Path, env: dict[str, str]) -> float:
     if done.returncode:
         output = done.stdout[-2000:] + done.stderr[-4000:]
         sys.exit(f"captcha-ocr {name} failed in {folder}:\n{output}")
-    return time.perf_counter() - started
+    return time.perf_counter() - started, done.stdout
 
 
 def write_params(folder: Path, source: Path, train_overrides: dict) -> None:
@@ -111,7 +111,7 @@ def train_and_score(prepared: Path, run: Path, overrides: dict, env: dict[str, s
     params["train"].update(overrides)
     (run / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{run / 'mlflow.db'}"}
-    seconds = step("train", run, env)
+    seconds, trained = step("train", run, env)
     step("evaluate", run, env)
     metrics = json.loads((run / "reports" / "metrics.json").read_text())
     history = pd.read_csv(run / "reports" / "train_history.csv")
@@ -119,6 +119,8 @@ def train_and_score(prepared: Path, run: Path, overrides: dict, env: dict[str, s
         "train_seconds": round(seconds, 1),
         "epochs": len(history),
         "left_plateau": bool("val_cer" in history and (history["val_cer"] < 0.5).any()),
+        # An auto run still on the plateau at its budget starts again (core/recipe.py).
+        "restarts": trained.count("starting again from fresh weights"),
         **metrics,
     }
     figures.update(look_alike_counts(run))
@@ -145,6 +147,13 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return centre - half, centre + half
 
 
+def plateau_cell(figures: dict) -> str:
+    """Whether the run left the plateau, and in which attempt when it started again."""
+    attempt = figures.get("restarts", 0) + 1
+    left = "yes" if figures["left_plateau"] else "NO"
+    return f"{left} (attempt {attempt})" if attempt > 1 else left
+
+
 def table(out: Path) -> str:
     rows = [json.loads(p.read_text()) for p in sorted(out.glob("*/*/figures.json"))]
     if not rows:
@@ -161,7 +170,7 @@ def table(out: Path) -> str:
         lines.append(
             f"| {r['dataset']} | {r['recipe']} | {r['seed']} | {k}/{n} = {k / n:.1%}"
             f" [{low:.1%}, {high:.1%}] | {r['test_cer']:.4f} | {r['epochs']} |"
-            f" {r['train_seconds'] / 60:.1f} min | {'yes' if r['left_plateau'] else 'NO'} |"
+            f" {r['train_seconds'] / 60:.1f} min | {plateau_cell(r)} |"
         )
     return "\n".join(lines)
 
