@@ -109,8 +109,8 @@ def auto_epochs_end(budget: int, done: int, left_epoch: int | None) -> int:
     budget after leaving. One still on the plateau at its budget starts again
     from fresh weights (``attempt_start``): which start leaves the plateau is
     luck of the draw (a set of hard colour captchas, on a budget of 10, left
-    it in epoch 6, 8 and not at all in 20 epochs on three seeds:
-    bench/README.md). The last attempt gives up at its budget.
+    it in epoch 6 and 7 on two seeds, and on the third only in its third
+    attempt: bench/README.md). The last attempt gives up at its budget.
     """
     start = attempt_start(budget, done, left_epoch)
     half = math.ceil(budget / 2)
