@@ -47,7 +47,7 @@ def register_reader(
     import pandas as pd
     from mlflow.models import infer_signature
 
-    from captcha_ocr.serving.pyfunc import encode_image
+    from captcha_ocr.serving.uploads import encode_image
 
     network, runtime, runtime_tag = served_network(Path(reader_path))
     example = pd.DataFrame({"image": [encode_image(example_png)]})

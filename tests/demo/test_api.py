@@ -18,7 +18,7 @@ from captcha_ocr.core.images import decode_image
 from captcha_ocr.core.model import CaptchaReader
 from captcha_ocr.serving.demo import MAX_BODY_BYTES, create_app, gallery_images
 from captcha_ocr.serving.predict import Predictor
-from captcha_ocr.serving.pyfunc import MAX_IMAGE_BYTES
+from captcha_ocr.serving.uploads import MAX_IMAGE_BYTES
 
 from .conftest import serving
 
@@ -169,7 +169,7 @@ def test_a_chunked_upload_is_cut_off_at_the_limit(demo):
 
 
 def test_an_image_of_too_many_pixels_is_refused_before_it_is_decoded(demo):
-    from captcha_ocr.serving.pyfunc import MAX_IMAGE_PIXELS
+    from captcha_ocr.serving.uploads import MAX_IMAGE_PIXELS
 
     buffer = io.BytesIO()  # 46 KB of PNG, 40 MB once decoded to RGBA
     Image.new("RGBA", (3160, 3160), (0, 0, 0, 0)).save(buffer, format="PNG")

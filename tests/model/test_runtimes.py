@@ -1,6 +1,7 @@
 """The exported network outside Keras: OpenVINO beside onnxruntime, int8 beside float."""
 
 import os
+import pickle
 
 import keras
 import numpy as np
@@ -112,6 +113,21 @@ def test_an_onnx_reader_is_refused_by_name_when_it_is_not_one(exported, tmp_path
     network.write_bytes(b"not a network")
     with pytest.raises(ModelLoadError, match="network.onnx: is not an ONNX model"):
         open_onnx_reader(network)
+
+
+@pytest.mark.parametrize("runtime", [OnnxReader, OpenVinoReader])
+@pytest.mark.parametrize(
+    "content",
+    [b"not a network", pickle.dumps({"weights": [1, 2]}), b""],
+    ids=["text", "pickle", "empty"],
+)
+def test_each_runtime_refuses_a_file_that_is_no_onnx_model_by_name(tmp_path, runtime, content):
+    network = tmp_path / "network.onnx"
+    network.write_bytes(content)
+    with pytest.raises(ModelLoadError, match=f"^{network}: is not an ONNX model"):
+        runtime(network, VOCABULARY)
+    with pytest.raises(FileNotFoundError, match="missing.onnx: no such ONNX file"):
+        runtime(tmp_path / "missing.onnx", VOCABULARY)
 
 
 def test_read_characters_scores_each_character_the_onnx_reader_reads(exported):

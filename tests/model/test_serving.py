@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
 
-from captcha_ocr.serving.pyfunc import MAX_BATCH, decode_batch, encode_image
+from captcha_ocr.serving.pyfunc import decode_batch
+from captcha_ocr.serving.uploads import MAX_BATCH, encode_image
 
 
 def b64(data: bytes) -> str:
@@ -44,9 +45,9 @@ def test_missing_column_and_oversized_batch(captcha_pngs):
 
 
 def test_oversized_image_is_refused_before_decoding(monkeypatch, captcha_pngs):
-    import captcha_ocr.serving.pyfunc as serving
+    import captcha_ocr.serving.uploads as uploads
 
-    monkeypatch.setattr(serving, "MAX_IMAGE_BYTES", 100)
+    monkeypatch.setattr(uploads, "MAX_IMAGE_BYTES", 100)
     frame = pd.DataFrame({"image": [encode_image(next(iter(captcha_pngs.values())))]})
     with pytest.raises(MlflowException, match="limit 100"):
         decode_batch(frame, 50, 200)
@@ -57,7 +58,7 @@ def test_an_image_over_the_pixel_limit_is_refused_before_decoding(captcha_pngs):
 
     from PIL import Image
 
-    from captcha_ocr.serving.pyfunc import MAX_IMAGE_PIXELS
+    from captcha_ocr.serving.uploads import MAX_IMAGE_PIXELS
 
     buffer = io.BytesIO()  # 46 KB of PNG, 40 MB once decoded to RGBA
     Image.new("RGBA", (3160, 3160), (0, 0, 0, 0)).save(buffer, format="PNG")

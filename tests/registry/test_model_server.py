@@ -18,7 +18,7 @@ import pytest
 
 from captcha_ocr.config import PromoteParams
 from captcha_ocr.promotion.gate import promote
-from captcha_ocr.serving.pyfunc import MAX_BATCH, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, encode_image
+from captcha_ocr.serving.uploads import MAX_BATCH, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, encode_image
 from tests.helpers import free_port, stop, wait_until_up
 
 from .conftest import register

@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 from captcha_ocr.config import PromoteParams
 from captcha_ocr.core.images import decode_image
 from captcha_ocr.promotion.gate import PromotionError, promote
-from captcha_ocr.serving.pyfunc import encode_image
+from captcha_ocr.serving.uploads import encode_image
 
 from .conftest import register as register_as
 

@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 from captcha_ocr import tracking
 from captcha_ocr.config import PromoteParams
 from captcha_ocr.promotion.gate import promote
-from captcha_ocr.serving.pyfunc import encode_image
+from captcha_ocr.serving.uploads import encode_image
 from tests.helpers import stop
 
 from ..mlflow_server import start_tracking_server

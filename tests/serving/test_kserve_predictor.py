@@ -22,7 +22,7 @@ import pytest
 from captcha_ocr.core.images import decode_image
 from captcha_ocr.core.runtimes import OpenVinoReader
 from captcha_ocr.core.vocabulary import Vocabulary
-from captcha_ocr.serving.pyfunc import MAX_BATCH, MAX_IMAGE_BYTES
+from captcha_ocr.serving.uploads import MAX_BATCH, MAX_IMAGE_BYTES
 from tests.helpers import free_port, stop, wait_until_up
 
 from ..registry.conftest import register
@@ -55,10 +55,11 @@ def b64(data: bytes) -> str:
 @pytest.fixture(scope="module")
 def venv() -> Path:
     found = serve_venv()
-    missing = subprocess.run(
-        [str(found / "bin" / "python"), "-c", "import tensorflow"], capture_output=True
-    )
-    assert missing.returncode != 0, "the serving venv must not have TensorFlow"
+    for heavy in ("tensorflow", "keras", "mlflow"):
+        missing = subprocess.run(
+            [str(found / "bin" / "python"), "-c", f"import {heavy}"], capture_output=True
+        )
+        assert missing.returncode != 0, f"the serving venv must not have {heavy}"
     return found
 
 

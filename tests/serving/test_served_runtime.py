@@ -25,7 +25,7 @@ from captcha_ocr.core.images import decode_image
 from captcha_ocr.core.runtimes import OnnxReader, OpenVinoReader
 from captcha_ocr.core.vocabulary import Vocabulary
 from captcha_ocr.serving.predict import Predictor
-from captcha_ocr.serving.pyfunc import MAX_BATCH, encode_image
+from captcha_ocr.serving.uploads import MAX_BATCH, encode_image
 
 from ..registry.conftest import register
 

@@ -25,7 +25,7 @@ from captcha_ocr.promotion.gate import CHAMPION, promote
 from captcha_ocr.registry import register_reader
 from captcha_ocr.serving.demo import create_app
 from captcha_ocr.serving.predict import Predictor
-from captcha_ocr.serving.pyfunc import encode_image
+from captcha_ocr.serving.uploads import encode_image
 from tests.demo.conftest import serving
 from tests.helpers import free_port, stop, untrained_reader, wait_until_up
 from tests.registry.test_concurrent_promotion import add_version, race

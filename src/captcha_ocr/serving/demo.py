@@ -41,7 +41,7 @@ from captcha_ocr import paths
 from captcha_ocr.core.images import ImageError, ImageTooLarge
 from captcha_ocr.errors import CaptchaOcrError
 from captcha_ocr.serving.predict import DEFAULT_REGISTRY_URI, IMAGE_SUFFIXES, Predictor
-from captcha_ocr.serving.pyfunc import MAX_IMAGE_BYTES
+from captcha_ocr.serving.uploads import MAX_IMAGE_BYTES
 
 DEFAULT_PORT = 8000
 GALLERY_SIZE = 12

@@ -2,7 +2,7 @@
 
     python -m captcha_ocr.serving.kserve_predictor --model_name captcha-ocr --model_dir /mnt/models
 
-Runs in the serving environment (``requirements-serve.txt``, no TensorFlow):
+Runs in the serving environment (``requirements-serve.txt``: no TensorFlow, no MLflow):
 the MLflow model in ``--model_dir`` (where KServe's storage initializer puts
 the version's files) is opened as the demo opens it: its MLmodel is checked,
 and its network reads under the runtime it was registered with (OpenVINO int8
@@ -16,14 +16,14 @@ Request (``POST /v2/models/<name>/infer``): one input ``image``, datatype
 the N images are one network call, shared with the requests that arrive
 while the previous call runs (``serving.shared_calls``). Response: ``text`` (BYTES, ``[N]``) and
 ``confidence`` (FP64, ``[N]``). A bad request gets a 400 whose message names
-the input or row, under the limits of ``serving.pyfunc``. ``GET
+the input or row, under the limits of ``serving.uploads``. ``GET
 /v2/models/<name>/ready`` and ``GET /v2/models/<name>`` (metadata) as in the
 protocol.
 
 Why the kserve SDK and not MLServer's MLflow runtime: that runtime needs the
 full ``mlflow`` package (scipy, scikit-learn, pyarrow, ...) and pins
-``fastapi<0.116``; this predictor adds the kserve SDK to the same small
-environment ``mlflow models serve`` uses (docs/operations.md#kserve).
+``fastapi<0.116``; this predictor needs the kserve SDK, the two runtimes,
+NumPy and Pillow, and reads the model's files as data (docs/operations.md#kserve).
 """
 
 from __future__ import annotations
@@ -41,11 +41,10 @@ import kserve
 import numpy as np
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
-from mlflow.exceptions import MlflowException
 
 from captcha_ocr.core.runtimes import available_cores
-from captcha_ocr.serving.pyfunc import INPUT_COLUMN, decode_values
 from captcha_ocr.serving.shared_calls import SharedCalls
+from captcha_ocr.serving.uploads import INPUT_COLUMN, BadImages, decode_values
 
 INPUT = {"name": INPUT_COLUMN, "datatype": "BYTES", "shape": [-1]}
 OUTPUTS = [
@@ -124,8 +123,8 @@ class CaptchaPredictor(kserve.Model):
             reader = self.reader
             values = request_images(payload)
             images = decode_values(values, reader.height, reader.width, reader.channels)
-        except MlflowException as err:  # bad images: the message names the row
-            raise InvalidInput(err.message) from None
+        except BadImages as err:  # the message names the row
+            raise InvalidInput(str(err)) from None
         texts, confidence = await self.calls.read(images)
         count = len(texts)
         return InferResponse(

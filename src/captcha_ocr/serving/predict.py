@@ -27,8 +27,8 @@ import numpy as np
 from captcha_ocr import paths
 from captcha_ocr.core.images import ImageError
 from captcha_ocr.core.model import Reading
-from captcha_ocr.serving.pyfunc import MAX_IMAGE_BYTES, decode_upload
 from captcha_ocr.serving.readers import open_reader, resolve_model_uri
+from captcha_ocr.serving.uploads import MAX_IMAGE_BYTES, decode_upload
 
 # What a folder is searched for; the formats Pillow reads here. A file named
 # on the command line is tried whatever its name.

@@ -1,8 +1,7 @@
 """The reader as an MLflow pyfunc model: base64 images in, text out.
 
 Input: a DataFrame with a column ``image`` of base64-encoded PNG or JPEG bytes,
-up to 2 MiB and 2048x2048 pixels each (images are resized to what the network
-was trained on). The same limits hold in ``captcha-ocr predict`` and the demo.
+under the limits every entry point shares (``serving.uploads``).
 Output: a DataFrame with ``text`` and ``confidence`` per image.
 
 Bad input raises an MlflowException with INVALID_PARAMETER_VALUE, which the
@@ -17,69 +16,27 @@ TensorFlow or Keras, so the served environment installs neither.
 
 from __future__ import annotations
 
-import base64
-import binascii
-
 import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 
-from captcha_ocr.core.images import ImageError, ImageTooLarge, decode_image
-
-INPUT_COLUMN = "image"
-MAX_BATCH = 256
-MAX_IMAGE_BYTES = 2 * 1024 * 1024
-# Decoding costs memory by pixels, not bytes: a 46 KB PNG can hold 3160x3160
-# pixels, 40 MB as RGBA and several copies of that while it is converted.
-# Captchas are 200x50; a phone photo of one, scaled to 2048 wide, still fits.
-MAX_IMAGE_PIXELS = 2048 * 2048
-
-
-def decode_upload(data: bytes, height: int, width: int, channels: int = 1) -> np.ndarray:
-    """One image as the reader eats it, within the limits every entry point shares.
-
-    ImageTooLarge over the byte or pixel limit (checked before decoding),
-    ImageError if it is no image.
-    """
-    if len(data) > MAX_IMAGE_BYTES:
-        raise ImageTooLarge(f"image of {len(data)} bytes, limit {MAX_IMAGE_BYTES}")
-    return decode_image(
-        data, height, width, resize=True, max_pixels=MAX_IMAGE_PIXELS, channels=channels
-    )
-
-
-def bad_request(message: str) -> MlflowException:
-    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+from captcha_ocr.serving.uploads import INPUT_COLUMN, MAX_BATCH, BadImages, decode_values
 
 
 def decode_batch(frame: pd.DataFrame, height: int, width: int, channels: int = 1) -> np.ndarray:
     """Base64 column to an (N, height, width[, channels]) uint8 batch; errors name the row."""
     if INPUT_COLUMN not in frame.columns:
         raise bad_request(f"expected a column {INPUT_COLUMN!r} of base64 images")
-    return decode_values(list(frame[INPUT_COLUMN]), height, width, channels)
+    try:
+        return decode_values(list(frame[INPUT_COLUMN]), height, width, channels)
+    except BadImages as err:
+        raise bad_request(str(err)) from None
 
 
-def decode_values(values: list, height: int, width: int, channels: int = 1) -> np.ndarray:
-    """Base64 images to an (N, height, width[, channels]) uint8 batch; errors name the row."""
-    if len(values) == 0:
-        raise bad_request("empty batch: send at least one image")
-    if len(values) > MAX_BATCH:
-        raise bad_request(f"batch of {len(values)} images, limit {MAX_BATCH}")
-    images = []
-    for row, value in enumerate(values):
-        if not isinstance(value, str | bytes) or not value:
-            raise bad_request(f"row {row}: empty or missing image")
-        try:
-            data = base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            raise bad_request(f"row {row}: not valid base64") from None
-        try:
-            images.append(decode_upload(data, height, width, channels))
-        except ImageError as err:
-            raise bad_request(f"row {row}: {err}") from None
-    return np.stack(images)
+def bad_request(message: str) -> MlflowException:
+    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
 
 
 class CaptchaReaderModel(PythonModel):
@@ -102,7 +59,3 @@ class CaptchaReaderModel(PythonModel):
         images = decode_batch(model_input, reader.height, reader.width, reader.channels)
         texts, confidence = self.reader.read(images)
         return pd.DataFrame({"text": texts, "confidence": confidence.astype("float64")})
-
-
-def encode_image(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")

@@ -1,0 +1,67 @@
+"""Images as every entry point receives them: base64 PNG or JPEG, within shared limits.
+
+Up to ``MAX_BATCH`` images a request, ``MAX_IMAGE_BYTES`` and
+``MAX_IMAGE_PIXELS`` an image; each is resized to what the network was
+trained on. The MLflow pyfunc, the KServe predictor, ``captcha-ocr predict``
+and the demo all decode here, so they refuse the same inputs with the same
+words. Nothing here imports MLflow: the KServe image does not install it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+import numpy as np
+
+from captcha_ocr.core.images import ImageError, ImageTooLarge, decode_image
+
+INPUT_COLUMN = "image"
+MAX_BATCH = 256
+MAX_IMAGE_BYTES = 2 * 1024 * 1024
+# Decoding costs memory by pixels, not bytes: a 46 KB PNG can hold 3160x3160
+# pixels, 40 MB as RGBA and several copies of that while it is converted.
+# Captchas are 200x50; a phone photo of one, scaled to 2048 wide, still fits.
+MAX_IMAGE_PIXELS = 2048 * 2048
+
+
+class BadImages(ValueError):
+    """A request's images cannot be read; the message names the row and why."""
+
+
+def decode_upload(data: bytes, height: int, width: int, channels: int = 1) -> np.ndarray:
+    """One image as the reader eats it, within the limits every entry point shares.
+
+    ImageTooLarge over the byte or pixel limit (checked before decoding),
+    ImageError if it is no image.
+    """
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ImageTooLarge(f"image of {len(data)} bytes, limit {MAX_IMAGE_BYTES}")
+    return decode_image(
+        data, height, width, resize=True, max_pixels=MAX_IMAGE_PIXELS, channels=channels
+    )
+
+
+def decode_values(values: list, height: int, width: int, channels: int = 1) -> np.ndarray:
+    """Base64 images to an (N, height, width[, channels]) uint8 batch; BadImages names the row."""
+    if len(values) == 0:
+        raise BadImages("empty batch: send at least one image")
+    if len(values) > MAX_BATCH:
+        raise BadImages(f"batch of {len(values)} images, limit {MAX_BATCH}")
+    images = []
+    for row, value in enumerate(values):
+        if not isinstance(value, str | bytes) or not value:
+            raise BadImages(f"row {row}: empty or missing image")
+        try:
+            data = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadImages(f"row {row}: not valid base64") from None
+        try:
+            images.append(decode_upload(data, height, width, channels))
+        except ImageError as err:
+            raise BadImages(f"row {row}: {err}") from None
+    return np.stack(images)
+
+
+def encode_image(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
