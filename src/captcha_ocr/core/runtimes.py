@@ -100,11 +100,7 @@ class OnnxReader:
 
     def __init__(self, path, vocabulary: Vocabulary, threads: int | None = None):
         import onnxruntime
-        from onnxruntime.capi.onnxruntime_pybind11_state import (
-            Fail,
-            InvalidArgument,
-            InvalidProtobuf,
-        )
+        from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
         options = onnxruntime.SessionOptions()
         if threads:
@@ -121,12 +117,23 @@ class OnnxReader:
             self.session = onnxruntime.InferenceSession(
                 str(path), options, providers=["CPUExecutionProvider"]
             )
-        except (InvalidProtobuf, InvalidArgument, Fail) as err:
-            raise ModelLoadError(f"{path}: is not an ONNX model ({first_line(err)})") from None
-        if len(self.session.get_inputs()) != 1 or len(self.session.get_outputs()) != 1:
-            raise ModelLoadError(f"{path}: is not a captcha network (one input, one output)")
-        self.input_name = self.session.get_inputs()[0].name
-        _, self.height, self.width, self.channels = self.session.get_inputs()[0].shape
+        except (
+            ort_errors.InvalidProtobuf,
+            ort_errors.InvalidArgument,
+            ort_errors.InvalidGraph,
+            ort_errors.NotImplemented,
+            ort_errors.Fail,
+        ) as err:
+            raise ModelLoadError(
+                f"{path}: is not an ONNX model onnxruntime reads ({first_line(err)})"
+            ) from None
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(outputs) != 1 or len(inputs[0].shape) != 4:
+            raise ModelLoadError(
+                f"{path}: not a captcha network: one (N, H, W, C) input, one output"
+            )
+        self.input_name = inputs[0].name
+        _, self.height, self.width, self.channels = inputs[0].shape
         self.vocabulary = vocabulary
 
     def logits(self, images: np.ndarray) -> np.ndarray:
@@ -169,23 +176,20 @@ class OpenVinoReader:
         threads: int | None = None,
     ):
         import openvino
-        from openvino.frontend import FrontEndManager
 
         if not Path(path).is_file():
             raise FileNotFoundError(f"{path}: no such ONNX file")
-        # The ONNX front end alone: Core.read_model would try every format OpenVINO
-        # knows (TensorFlow, PaddlePaddle, ...) on a file that is not ONNX.
-        onnx_front_end = FrontEndManager().load_by_framework("onnx")
-        if not onnx_front_end.supported(str(path)):  # a protobuf parse: data only
-            raise ModelLoadError(f"{path}: is not an ONNX model")
         self.core = openvino.Core()
-        self.network = onnx_front_end.convert(onnx_front_end.load(str(path)))
-        # Every axis but the batch is fixed: (N, H, W, C) in, (N, columns, classes) out.
-        _, height, width, channels = self.network.input().get_partial_shape()
-        _, columns, classes = self.network.output().get_partial_shape()
-        self.height, self.width = height.get_length(), width.get_length()
-        self.channels = channels.get_length()
-        self.output_shape = (columns.get_length(), classes.get_length())
+        self.network = read_onnx(path)
+        try:
+            # Every axis but the batch is fixed: (N, H, W, C) in, (N, columns, classes) out.
+            _, height, width, channels = self.network.input().get_partial_shape()
+            _, columns, classes = self.network.output().get_partial_shape()
+            self.height, self.width = height.get_length(), width.get_length()
+            self.channels = channels.get_length()
+            self.output_shape = (columns.get_length(), classes.get_length())
+        except (RuntimeError, ValueError) as err:
+            raise ModelLoadError(f"{path}: not a captcha network: {first_line(err)}") from None
         self.vocabulary = vocabulary
         self.max_batch, self.cached_sizes = max_batch, cached_sizes
         self.pad_batches = pad_batches
@@ -304,18 +308,41 @@ def open_onnx_reader(path) -> OpenVinoReader:
         vocabulary = Vocabulary.load(vocabulary_path)
     except (ValueError, KeyError, TypeError) as err:
         raise ModelLoadError(f"{vocabulary_path}: not a captcha vocabulary: {err}") from None
-    try:
-        reader = OpenVinoReader(path, vocabulary)
-    except ModelLoadError:
-        raise  # already says what the file is not
-    except (RuntimeError, ValueError) as err:
-        raise ModelLoadError(f"{path}: not read as a captcha network: {first_line(err)}") from None
+    reader = OpenVinoReader(path, vocabulary)
     if reader.output_shape[1] != vocabulary.num_classes:
         raise ModelLoadError(
             f"{path}: gives {reader.output_shape[1]} classes per column, but "
             f"{vocabulary_path} has {vocabulary.num_classes}"
         )
     return reader
+
+
+def read_onnx(path):
+    """The network in an ONNX file, read by OpenVINO's ONNX front end alone.
+
+    Not ``Core.read_model``, which picks among every format OpenVINO knows
+    (TensorFlow, PaddlePaddle, ...). A file the front end cannot parse or
+    convert is refused by name (``ModelLoadError``); nothing in it is run.
+    """
+    from openvino import frontend
+
+    onnx_front_end = frontend.FrontEndManager().load_by_framework("onnx")
+    failures = (
+        frontend.GeneralFailure,
+        frontend.InitializationFailure,
+        frontend.NotImplementedFailure,
+        frontend.OpConversionFailure,
+        frontend.OpValidationFailure,
+        RuntimeError,
+    )
+    try:
+        # ``supported`` parses only the start of the file; ``load`` parses the rest.
+        if onnx_front_end.supported(str(path)):
+            return onnx_front_end.convert(onnx_front_end.load(str(path)))
+        why = "no ONNX model at its start"
+    except failures as err:
+        why = first_line(err)
+    raise ModelLoadError(f"{path}: is not an ONNX model OpenVINO reads ({why})")
 
 
 def first_line(err: BaseException) -> str:

@@ -123,7 +123,7 @@ def open_served_network(
     network: Path, vocabulary_file: Path, runtime: str, threads: int | None = None
 ):
     """The network under the runtime the registered model serves with."""
-    from captcha_ocr.core.runtimes import first_line, open_network
+    from captcha_ocr.core.runtimes import open_network
     from captcha_ocr.core.vocabulary import Vocabulary
 
     try:
@@ -132,14 +132,8 @@ def open_served_network(
         raise ModelLoadError(
             f"{network}: its vocabulary is not a captcha vocabulary: {err}"
         ) from None
-    try:
-        return open_network(network, vocabulary, runtime, threads=threads)
-    except ModelLoadError:
-        raise  # already says what the file is not
-    except (RuntimeError, ValueError) as err:
-        raise ModelLoadError(
-            f"{network}: not read as a captcha network: {first_line(err)}"
-        ) from None
+    # Each runtime refuses a file it cannot read, naming it (ModelLoadError).
+    return open_network(network, vocabulary, runtime, threads=threads)
 
 
 def network_artifacts(uri: str, mlmodel: str) -> tuple[str, str, str] | None:
