@@ -48,10 +48,20 @@ def main(argv: list[str] | None = None) -> int:
         print("or serve it on KServe: captcha-ocr deploy kserve [--model URI] [-o FILE]")
         return 0 if argv[:1] in ([], ["-h"], ["--help"]) else 2
     step, rest = argv[0], argv[1:]
-    module = importlib.import_module(f"captcha_ocr.{MODULES[step]}")
     try:
+        module = importlib.import_module(f"captcha_ocr.{MODULES[step]}")
         module.main(rest)
     except (CaptchaOcrError, FileNotFoundError) as err:
         print(f"captcha-ocr {step}: error: {err}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as err:
+        if (err.name or "captcha_ocr").startswith("captcha_ocr"):
+            raise
+        # The serving venv (requirements-serve.txt) holds the KServe predictor alone.
+        print(
+            f"captcha-ocr {step}: error: needs {err.name}, which this Python environment "
+            "lacks: run it from the project venv (README: pip install -r requirements.txt -e .)",
+            file=sys.stderr,
+        )
         return 1
     return 0

@@ -8,9 +8,11 @@ Real captchas in one batch, then bad payloads, then it still answers.
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import subprocess
 import urllib.error
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -65,8 +67,8 @@ def venv() -> Path:
 
 @pytest.fixture
 def predictor(request, venv, store, reader_file, captcha_pngs, tmp_path):
-    """The predictor's URL; ``indirect`` parametrization gives its ``--workers``."""
-    workers = getattr(request, "param", 1)
+    """The predictor's URL; ``indirect`` parametrization gives its options."""
+    options = {"workers": 1, **getattr(request, "param", {})}
     version = register(reader_file, NAME, next(iter(captcha_pngs.values())), 0.9, 0.0)
     model_dir = mlflow.artifacts.download_artifacts(
         f"models:/{NAME}/{version}", dst_path=str(tmp_path / "mnt-models")
@@ -75,7 +77,8 @@ def predictor(request, venv, store, reader_file, captcha_pngs, tmp_path):
     command = [str(venv / "bin" / "python"), "-m", "captcha_ocr.serving.kserve_predictor"]
     process = subprocess.Popen(
         [*command, "--model_name", NAME, "--model_dir", model_dir, "--http_port", str(port)]
-        + ["--host", "127.0.0.1", "--workers", str(workers)],
+        + ["--host", "127.0.0.1"]
+        + [f"--{option}={value}" for option, value in options.items()],
         env=serve_env(venv),
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
@@ -118,7 +121,7 @@ def test_v2_protocol_reads_a_batch_of_real_captchas(predictor, reader_file, capt
     assert answer["outputs"][0]["data"] == [expected[0]] and answer["id"]
 
 
-@pytest.mark.parametrize("predictor", [2], indirect=True)
+@pytest.mark.parametrize("predictor", [{"workers": 2}], indirect=True)
 def test_two_worker_processes_read_concurrent_requests_alike(
     predictor, reader_file, captcha_pngs, tmp_path
 ):
@@ -168,6 +171,57 @@ def test_bad_payloads_are_400s_that_name_the_problem(predictor, captcha_pngs):
     assert status == 200, answer
 
 
+def post_chunked(url: str, chunks: list[bytes]) -> tuple[int, dict]:
+    """POST with no Content-Length: the body arrives in chunks of undeclared total."""
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    try:
+        headers = {"Content-Type": "application/json"}
+        connection.request("POST", parts.path, iter(chunks), headers, encode_chunked=True)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(
+    "predictor",
+    [{"max_request_bytes": 30_000}, {"max_request_bytes": 30_000, "workers": 2}],
+    indirect=True,
+    ids=["1 worker", "2 workers"],
+)
+def test_a_body_over_the_limit_is_a_413_and_one_under_it_is_read(predictor, captcha_pngs):
+    png = b64(next(iter(captcha_pngs.values())))
+    infer = f"{predictor}/v2/models/{NAME}/infer"
+    small, big = infer_body([png]), infer_body([png] * 4)
+    assert len(small) < 30_000 < len(big)
+    for _ in range(4):  # the kernel hands connections to either worker
+        status, answer = call(infer, big)
+        assert status == 413, answer
+        assert f"request of {len(big)} bytes, limit 30000" in answer["error"]
+        status, answer = post_chunked(infer, [big[:20_000], big[20_000:]])
+        assert status == 413, answer
+        assert "request of more than 30000 bytes" in answer["error"]
+    # Under the limit, declared or chunked, the body reaches the predictor whole.
+    declared = call(infer, small)
+    chunked = post_chunked(infer, [small[:5_000], small[5_000:]])
+    assert declared[0] == chunked[0] == 200, (declared, chunked)
+    assert declared[1]["outputs"] == chunked[1]["outputs"]
+
+
+def test_a_mistyped_option_stops_the_predictor_before_it_serves(venv, tmp_path):
+    command = [str(venv / "bin" / "python"), "-m", "captcha_ocr.serving.kserve_predictor"]
+    done = subprocess.run(
+        [*command, "--model-dir", str(tmp_path), "--http_port", str(free_port())],
+        env=serve_env(venv),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "unrecognized arguments: --model-dir" in done.stderr
+
+
 def test_a_worker_that_cannot_open_the_network_exits_for_kserve_to_restart(venv, tmp_path):
     # A worker is the predictor unpickled in a spawned process; one that stayed up
     # without its network would answer 500 to every request sent its way.
@@ -186,3 +240,19 @@ def test_a_worker_that_cannot_open_the_network_exits_for_kserve_to_restart(venv,
     assert "still up" not in done.stdout
     assert "could not open the network" in done.stdout
     assert str(tmp_path / "gone") in done.stderr  # the reason, in the traceback
+
+
+def test_a_project_command_in_the_serving_venv_says_where_to_run_it(venv, tmp_path):
+    # The serving venv holds the predictor alone: no MLflow, TensorFlow or DVC.
+    for command in (["deploy", "kserve"], ["predict", "--help"]):
+        done = subprocess.run(
+            [str(venv / "bin" / "python"), "-m", "captcha_ocr", *command],
+            env=serve_env(venv),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "which this Python environment lacks: run it from the project venv" in done.stderr
+        assert "Traceback" not in done.stderr

@@ -16,7 +16,8 @@ Request (``POST /v2/models/<name>/infer``): one input ``image``, datatype
 the N images are one network call, shared with the requests that arrive
 while the previous call runs (``serving.shared_calls``). Response: ``text`` (BYTES, ``[N]``) and
 ``confidence`` (FP64, ``[N]``). A bad request gets a 400 whose message names
-the input or row, under the limits of ``serving.uploads``. ``GET
+the input or row, under the limits of ``serving.uploads``; a body over
+``--max_request_bytes`` (64 MiB) gets a 413 before it is read. ``GET
 /v2/models/<name>/ready`` and ``GET /v2/models/<name>`` (metadata) as in the
 protocol.
 
@@ -43,8 +44,9 @@ from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from captcha_ocr.core.runtimes import available_cores
+from captcha_ocr.serving.body_limit import limit_request_bodies
 from captcha_ocr.serving.shared_calls import SharedCalls
-from captcha_ocr.serving.uploads import INPUT_COLUMN, BadImages, decode_values
+from captcha_ocr.serving.uploads import INPUT_COLUMN, MAX_REQUEST_BYTES, BadImages, decode_values
 
 INPUT = {"name": INPUT_COLUMN, "datatype": "BYTES", "shape": [-1]}
 OUTPUTS = [
@@ -56,9 +58,16 @@ OUTPUTS = [
 class CaptchaPredictor(kserve.Model):
     """The registered model in ``model_dir``, answering V2 inference requests."""
 
-    def __init__(self, name: str, model_dir: str, workers: int = 1):
+    def __init__(
+        self,
+        name: str,
+        model_dir: str,
+        workers: int = 1,
+        max_request_bytes: int = MAX_REQUEST_BYTES,
+    ):
         super().__init__(name)
         self.model_dir = model_dir
+        self.max_request_bytes = max_request_bytes
         # Each worker process's share of the cores less one (at least one thread)
         # for its event loop, which parses and decodes requests while the network
         # computes: on 2 cores, more requests/s on 1 thread than on 2 (bench/README.md).
@@ -91,6 +100,8 @@ class CaptchaPredictor(kserve.Model):
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+        # A worker imports kserve's app afresh: it gets its own body limit.
+        limit_request_bodies(kserve.model_server.app, self.max_request_bytes)
         if self.ready:
             # In the background: kserve's parent restarts a worker that does not
             # answer its ping within 5 s, and a worker answers only once unpickled.
@@ -185,9 +196,18 @@ def main(argv: list[str] | None = None) -> None:
     # interface, since a pod is reached through its own IP.
     host = os.environ.get("CAPTCHA_OCR_HOST", "127.0.0.1")
     parser.add_argument("--host", default=host, help=f"address to bind (default {host})")
-    args, _ = parser.parse_known_args(argv)
+    parser.add_argument(
+        "--max_request_bytes",
+        type=int,
+        default=MAX_REQUEST_BYTES,
+        help=f"larger request bodies get 413 before they are read (default {MAX_REQUEST_BYTES})",
+    )
+    args = parser.parse_args(argv)  # a mistyped option is an error, not a silent default
     bind_to(args.host)
-    predictor = CaptchaPredictor(args.model_name, args.model_dir, args.workers)
+    limit_request_bodies(kserve.model_server.app, args.max_request_bytes)
+    predictor = CaptchaPredictor(
+        args.model_name, args.model_dir, args.workers, args.max_request_bytes
+    )
     predictor.load()
     kserve.ModelServer(http_port=args.http_port, enable_grpc=False, workers=args.workers).start(
         [predictor]

@@ -1,7 +1,8 @@
 """Images as every entry point receives them: base64 PNG or JPEG, within shared limits.
 
 Up to ``MAX_BATCH`` images a request, ``MAX_IMAGE_BYTES`` and
-``MAX_IMAGE_PIXELS`` an image; each is resized to what the network was
+``MAX_IMAGE_PIXELS`` an image (and ``MAX_REQUEST_BYTES`` a request body where
+a server parses it whole, as kserve's does); each is resized to what the network was
 trained on. The MLflow pyfunc, the KServe predictor, ``captcha-ocr predict``
 and the demo all decode here, so they refuse the same inputs with the same
 words. Nothing here imports MLflow: the KServe image does not install it.
@@ -23,6 +24,9 @@ MAX_IMAGE_BYTES = 2 * 1024 * 1024
 # pixels, 40 MB as RGBA and several copies of that while it is converted.
 # Captchas are 200x50; a phone photo of one, scaled to 2048 wide, still fits.
 MAX_IMAGE_PIXELS = 2048 * 2048
+# A whole request, as the KServe predictor's server receives it (JSON, base64):
+# MAX_BATCH captchas of 10 KB are under 4 MB; a parsed body costs several times its size.
+MAX_REQUEST_BYTES = 64 * 1024 * 1024
 
 
 class BadImages(ValueError):
