@@ -2,7 +2,8 @@
 
 An ASGI middleware for the KServe predictor's app. kserve parses the whole
 JSON body before the predictor sees a single image, so the per-request limits
-of ``serving.uploads`` come too late for memory: a 380 MB body cost 1.4 GB.
+of ``serving.uploads`` come too late for memory: the body is already held,
+several times over, as JSON and as Python objects.
 Here a declared ``Content-Length`` over the limit is answered 413 at once;
 a chunked body is read up to the limit, then handed on or refused.
 """
