@@ -220,6 +220,15 @@ def test_a_mistyped_option_stops_the_predictor_before_it_serves(venv, tmp_path):
     )
     assert done.returncode == 2, done.stdout + done.stderr
     assert "unrecognized arguments: --model-dir" in done.stderr
+    done = subprocess.run(
+        [*command, "--model_dir", str(tmp_path), "--max_request_bytes", "-1"],
+        env=serve_env(venv),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "-1: must be at least 1" in done.stderr
 
 
 def test_a_worker_that_cannot_open_the_network_exits_for_kserve_to_restart(venv, tmp_path):

@@ -26,7 +26,9 @@ class BodyLimit:
         self.app, self.max_bytes = app, max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        declared = dict(scope.get("headers", [])).get(b"content-length")
+        headers = dict(scope.get("headers", []))
+        # A chunked body's Content-Length means nothing (some parsers pass both on).
+        declared = None if b"transfer-encoding" in headers else headers.get(b"content-length")
         if scope["type"] != "http":
             await self.app(scope, receive, send)
         elif declared is not None and declared.isdigit() and int(declared) > self.max_bytes:

@@ -181,6 +181,13 @@ def bind_to(host: str) -> None:
     uvicorn.Config.__init__ = bound  # type: ignore[method-assign]
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: must be at least 1")
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="captcha-ocr-kserve",
@@ -198,7 +205,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default=host, help=f"address to bind (default {host})")
     parser.add_argument(
         "--max_request_bytes",
-        type=int,
+        type=positive_int,
         default=MAX_REQUEST_BYTES,
         help=f"larger request bodies get 413 before they are read (default {MAX_REQUEST_BYTES})",
     )
