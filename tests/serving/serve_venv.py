@@ -48,3 +48,17 @@ def serve_env(venv: Path) -> dict[str, str]:
         "PYTHONPATH": str(PROJECT_ROOT / "src"),
         "PYTHONNOUSERSITE": "1",
     }
+
+
+def run_in_venv(
+    venv: Path, args: list[str], timeout: float = 120, **options
+) -> subprocess.CompletedProcess:
+    """``python ARGS`` in the serving venv, on this checkout's code; output captured as text."""
+    return subprocess.run(
+        [str(venv / "bin" / "python"), *args],
+        env=serve_env(venv),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **options,
+    )

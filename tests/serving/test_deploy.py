@@ -9,7 +9,6 @@ refuse a broken manifest.
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,22 +20,14 @@ from captcha_ocr.config import PromoteParams
 from captcha_ocr.promotion.gate import promote
 
 from ..registry.conftest import register
-from .serve_venv import serve_env, serve_venv
+from .serve_venv import run_in_venv, serve_venv
 
 NAME = "captcha-ocr"
 CHECKER = Path(__file__).with_name("validate_inference_service.py")
 
 
 def validate(manifest: dict) -> str:
-    venv = serve_venv()
-    done = subprocess.run(
-        [str(venv / "bin" / "python"), str(CHECKER)],
-        input=json.dumps(manifest),
-        env=serve_env(venv),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_in_venv(serve_venv(), [str(CHECKER)], input=json.dumps(manifest))
     assert done.returncode in (0, 1), done.stderr[-2000:]
     return done.stdout.strip()
 

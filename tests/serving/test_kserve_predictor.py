@@ -28,10 +28,11 @@ from captcha_ocr.serving.uploads import MAX_BATCH, MAX_IMAGE_BYTES
 from tests.helpers import free_port, stop, wait_until_up
 
 from ..registry.conftest import register
-from .serve_venv import serve_env, serve_venv
+from .serve_venv import run_in_venv, serve_env, serve_venv
 
 pytestmark = pytest.mark.slow
 NAME = "captcha-ocr"
+PREDICTOR = ["-m", "captcha_ocr.serving.kserve_predictor"]
 
 
 def call(url: str, body: bytes | None = None) -> tuple[int, dict]:
@@ -58,9 +59,7 @@ def b64(data: bytes) -> str:
 def venv() -> Path:
     found = serve_venv()
     for heavy in ("tensorflow", "keras", "mlflow"):
-        missing = subprocess.run(
-            [str(found / "bin" / "python"), "-c", f"import {heavy}"], capture_output=True
-        )
+        missing = run_in_venv(found, ["-c", f"import {heavy}"])
         assert missing.returncode != 0, f"the serving venv must not have {heavy}"
     return found
 
@@ -74,9 +73,17 @@ def predictor(request, venv, store, reader_file, captcha_pngs, tmp_path):
         f"models:/{NAME}/{version}", dst_path=str(tmp_path / "mnt-models")
     )
     port = free_port()
-    command = [str(venv / "bin" / "python"), "-m", "captcha_ocr.serving.kserve_predictor"]
     process = subprocess.Popen(
-        [*command, "--model_name", NAME, "--model_dir", model_dir, "--http_port", str(port)]
+        [
+            str(venv / "bin" / "python"),
+            *PREDICTOR,
+            "--model_name",
+            NAME,
+            "--model_dir",
+            model_dir,
+            "--http_port",
+            str(port),
+        ]
         + ["--host", "127.0.0.1"]
         + [f"--{option}={value}" for option, value in options.items()],
         env=serve_env(venv),
@@ -210,22 +217,12 @@ def test_a_body_over_the_limit_is_a_413_and_one_under_it_is_read(predictor, capt
 
 
 def test_a_mistyped_option_stops_the_predictor_before_it_serves(venv, tmp_path):
-    command = [str(venv / "bin" / "python"), "-m", "captcha_ocr.serving.kserve_predictor"]
-    done = subprocess.run(
-        [*command, "--model-dir", str(tmp_path), "--http_port", str(free_port())],
-        env=serve_env(venv),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    port = str(free_port())
+    done = run_in_venv(venv, [*PREDICTOR, "--model-dir", str(tmp_path), "--http_port", port])
     assert done.returncode == 2, done.stdout + done.stderr
     assert "unrecognized arguments: --model-dir" in done.stderr
-    done = subprocess.run(
-        [*command, "--model_dir", str(tmp_path), "--max_request_bytes", "-1"],
-        env=serve_env(venv),
-        capture_output=True,
-        text=True,
-        timeout=120,
+    done = run_in_venv(
+        venv, [*PREDICTOR, "--model_dir", str(tmp_path), "--max_request_bytes", "-1"]
     )
     assert done.returncode == 2, done.stdout + done.stderr
     assert "-1: must be at least 1" in done.stderr
@@ -243,8 +240,7 @@ def test_a_worker_that_cannot_open_the_network_exits_for_kserve_to_restart(venv,
         "worker.opening.join(120)\n"
         "print('still up')\n"
     )
-    command = [str(venv / "bin" / "python"), "-c", script]
-    done = subprocess.run(command, env=serve_env(venv), capture_output=True, text=True, timeout=300)
+    done = run_in_venv(venv, ["-c", script], timeout=300)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "still up" not in done.stdout
     assert "could not open the network" in done.stdout
@@ -254,14 +250,7 @@ def test_a_worker_that_cannot_open_the_network_exits_for_kserve_to_restart(venv,
 def test_a_project_command_in_the_serving_venv_says_where_to_run_it(venv, tmp_path):
     # The serving venv holds the predictor alone: no MLflow, TensorFlow or DVC.
     for command in (["deploy", "kserve"], ["predict", "--help"]):
-        done = subprocess.run(
-            [str(venv / "bin" / "python"), "-m", "captcha_ocr", *command],
-            env=serve_env(venv),
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        done = run_in_venv(venv, ["-m", "captcha_ocr", *command], cwd=tmp_path)
         assert done.returncode == 1, done.stdout + done.stderr
         assert "which this Python environment lacks: run it from the project venv" in done.stderr
         assert "Traceback" not in done.stderr

@@ -26,12 +26,13 @@ class BodyLimit:
         self.app, self.max_bytes = app, max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = dict(scope.get("headers", []))
-        # A chunked body's Content-Length means nothing (some parsers pass both on).
-        declared = None if b"transfer-encoding" in headers else headers.get(b"content-length")
         if scope["type"] != "http":
             await self.app(scope, receive, send)
-        elif declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            return
+        headers = dict(scope["headers"])
+        # A chunked body's Content-Length means nothing (some parsers pass both on).
+        declared = None if b"transfer-encoding" in headers else headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self.refuse(send, f"request of {int(declared)} bytes")
         elif declared is not None:
             await self.app(scope, receive, send)  # the server reads it to its length
