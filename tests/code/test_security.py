@@ -4,6 +4,7 @@ credentials in params, files or messages."""
 
 from __future__ import annotations
 
+import os
 import re
 
 import keras
@@ -121,3 +122,22 @@ def test_an_unusable_tracking_server_is_named_without_its_password(monkeypatch):
     with pytest.raises(CaptchaOcrError, match=f"tracking at http://127.0.0.1:{port} is not") as err:
         use_experiment()
     assert "s3cret" not in str(err.value)
+
+
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 160 60\nnewpath 0 0 moveto stroke\n"
+
+
+def test_an_image_file_never_makes_pillow_run_a_program(tmp_path, monkeypatch):
+    # Pillow opens PostScript by running Ghostscript (`gs`), whatever the file
+    # is called. A `gs` on PATH that leaves a mark shows whether it was run.
+    from captcha_ocr.core.images import ImageError, decode_image
+
+    mark = tmp_path / "gs-ran"
+    fake_gs = tmp_path / "bin" / "gs"
+    fake_gs.parent.mkdir()
+    fake_gs.write_text(f"#!/bin/sh\ntouch {mark}\nexit 1\n")
+    fake_gs.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_gs.parent}:{os.environ['PATH']}")
+    with pytest.raises(ImageError, match="unknown format"):
+        decode_image(EPS, 50, 200)
+    assert not mark.exists()

@@ -18,8 +18,11 @@ from PIL import Image, UnidentifiedImageError
 # A small file can claim a huge canvas (a decompression bomb); refuse it before
 # decoding. Captchas are 200x50; this still admits a 4000x2500 photo.
 MAX_PIXELS = 10_000_000
-# Pillow's own formats this project reads; others may decode but are untested.
-FORMATS = "PNG, JPEG, BMP or GIF"
+# The only formats Pillow may try. Any other plugin could be reached by a file's
+# first bytes whatever its name: PostScript (EPS) would make Pillow run
+# Ghostscript on the user's data. Not ours to run.
+READ_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
+FORMATS = "PNG, JPEG, BMP, GIF, TIFF or WebP"
 # A pixel is coloured when its channels differ by more than this (JPEG noise
 # on a grey image stays below it), and an image when more than a share of its
 # pixels are.
@@ -83,7 +86,7 @@ def header(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
     if not data:
         raise ImageError("empty file")
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data), formats=READ_FORMATS)
     except UnidentifiedImageError:
         raise ImageError(f"not a readable image: unknown format ({FORMATS} expected)") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
