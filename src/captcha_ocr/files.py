@@ -16,7 +16,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # (temporary, target) pairs waiting for the enclosing all_or_nothing() to end.
 _pending: ContextVar[list[tuple[Path, Path]] | None] = ContextVar("_pending", default=None)
@@ -148,3 +151,10 @@ def write_with(path: Path | str, writer: Callable[[Path], None]) -> None:
     """Call ``writer(tmp_path)`` and move the result to ``path``."""
     with atomic_path(path) as tmp:
         writer(tmp)
+
+
+def read_text_table(path: Path | str) -> pd.DataFrame:
+    """A CSV the pipeline wrote, every cell as text: a label "NA", "null" or "nan" stays a label."""
+    import pandas as pd  # here, so that ingest never loads it
+
+    return pd.read_csv(path, dtype=str, keep_default_na=False)

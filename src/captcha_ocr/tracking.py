@@ -90,17 +90,17 @@ def log_dataset_inputs(splits: dict[str, str] = TRAINING_SPLITS) -> None:
     """Each split as an MLflow dataset input of the active run, tied to the zip's sha256."""
     import warnings
 
-    import pandas as pd
     from mlflow.data.http_dataset_source import HTTPDatasetSource
 
     from captcha_ocr import paths
+    from captcha_ocr.files import read_text_table
 
     info = json.loads(paths.INGEST_INFO.read_text())
     # An ingest.json written before sources were redacted may still hold a token.
     shown = redact_source(info["source"])
     source = HTTPDatasetSource(shown) if shown.startswith(("http://", "https://")) else shown
     for name, context in splits.items():
-        frame = pd.read_csv(paths.SPLITS / f"{name}.csv", dtype=str)
+        frame = read_text_table(paths.SPLITS / f"{name}.csv")
         with warnings.catch_warnings():
             # A local path matches two of MLflow's source types; either is right.
             warnings.simplefilter("ignore", UserWarning)

@@ -15,8 +15,9 @@ from captcha_ocr.config import IngestParams, PreprocessParams
 from captcha_ocr.core.images import decode_image
 from captcha_ocr.core.splits import assign, content_digest
 from captcha_ocr.core.vocabulary import ReadingSpec, Vocabulary
+from captcha_ocr.files import read_text_table
 from captcha_ocr.steps.ingest import IngestError, ingest
-from captcha_ocr.steps.preprocess import DataError, preprocess
+from captcha_ocr.steps.preprocess import DataError, preprocess, split_identity
 from tests.own_data import SYMBOLS, captcha_folder, captcha_png, write_labels_csv
 
 FRACTIONS = {"val_fraction": 0.2, "test_fraction": 0.2}
@@ -205,6 +206,23 @@ def test_case_sensitive_labels_from_a_csv_round_trip(tmp_path):
     )
     assert Vocabulary.load(out / "vocabulary.json").characters == "3ABDEabde"
     assert report["accepted"] == len(labels)
+
+
+def test_labels_pandas_would_read_as_missing_stay_labels(tmp_path):
+    # "NA", "null", "nan" are captcha texts too; read as missing, they broke
+    # training after its first epoch and gave the test split another identity.
+    folder = tmp_path / "images"
+    folder.mkdir()
+    labels = {}
+    for i, text in enumerate(["NA", "null", "nan", "None", "NULL", "N/A"] * 4):
+        labels[f"{i:04d}.png"] = text
+        (folder / f"{i:04d}.png").write_bytes(captcha_png(text, seed=i))
+    write_labels_csv(folder / "labels.csv", sorted(labels.items()))
+    report, out = run(tmp_path, folder, val_fraction=0.25, test_fraction=0.25)
+    for name in ("train", "val", "test"):
+        split = read_text_table(out / "splits" / f"{name}.csv")
+        assert set(split["label"]) <= set(labels.values())
+        assert split_identity(name, out / "splits") == report["split_digests"][name]
 
 
 @pytest.mark.parametrize(

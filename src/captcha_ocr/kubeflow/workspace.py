@@ -23,6 +23,7 @@ import yaml
 
 from captcha_ocr import paths
 from captcha_ocr.errors import CaptchaOcrError
+from captcha_ocr.files import read_text_table
 
 # Steps that log to MLflow and so need a store that outlives them.
 TRACKED_STEPS = ("train", "evaluate", "export", "promote")
@@ -106,7 +107,7 @@ def confusion_matrix(artifact: str | Path) -> tuple[list[str], list[list[int]]]:
     """
     import pandas as pd
 
-    pairs = pd.read_csv(Path(artifact) / paths.CHAR_CONFUSION, dtype=str, keep_default_na=False)
+    pairs = read_text_table(Path(artifact) / paths.CHAR_CONFUSION)
     labels = sorted(set(pairs["actual"]) | set(pairs["predicted"]))
     counts = pd.crosstab(pairs["actual"], pairs["predicted"]).reindex(
         index=labels, columns=labels, fill_value=0

@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import pandas as pd
 from mlflow import MlflowClient
 
 from captcha_ocr import paths
 from captcha_ocr.errors import CaptchaOcrError
+from captcha_ocr.files import read_text_table
 from captcha_ocr.promotion.gate import Scores
 
 
@@ -109,7 +109,7 @@ def rescore_registered(model_name: str, version: str, split: str) -> Rescore:
             f"{reader.channels} channel(s), the test split has {found[0]}x{found[1]} "
             f"with {found[2]}"
         )
-    labels = pd.read_csv(paths.split_csv("test"), dtype=str)["label"].tolist()
+    labels = read_text_table(paths.split_csv("test"))["label"].tolist()
     texts, _ = reader.read(images)
     return Rescore(exact_match(labels, texts), character_error_rate(labels, texts), len(labels))
 

@@ -34,12 +34,12 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from starlette.requests import ClientDisconnect, Request
 
 from captcha_ocr import paths
 from captcha_ocr.core.images import ImageError, ImageTooLarge
 from captcha_ocr.errors import CaptchaOcrError
+from captcha_ocr.files import read_text_table
 from captcha_ocr.serving.predict import DEFAULT_REGISTRY_URI, IMAGE_SUFFIXES, Predictor
 from captcha_ocr.serving.uploads import MAX_IMAGE_BYTES
 
@@ -140,7 +140,7 @@ def gallery_images(folder: Path | None = None, limit: int = GALLERY_SIZE) -> dic
     if folder is not None:
         found = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     elif paths.split_csv("test").is_file() and paths.RAW_IMAGES.is_dir():
-        files = pd.read_csv(paths.split_csv("test"), dtype=str)["file"]
+        files = read_text_table(paths.split_csv("test"))["file"]
         found = [paths.RAW_IMAGES / f for f in files if (paths.RAW_IMAGES / f).is_file()]
     return {p.name: p for p in found[:limit]}
 

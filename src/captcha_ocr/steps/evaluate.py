@@ -27,7 +27,7 @@ from captcha_ocr.core.metrics import (
 )
 from captcha_ocr.core.model import predict_texts
 from captcha_ocr.core.vocabulary import Vocabulary
-from captcha_ocr.files import all_or_nothing, write_json, write_with
+from captcha_ocr.files import all_or_nothing, read_text_table, write_json, write_with
 from captcha_ocr.reporting.plots import prediction_grid, training_curves
 from captcha_ocr.reporting.run_report import write_run_report
 from captcha_ocr.steps.preprocess import load_split
@@ -37,7 +37,7 @@ def evaluate(params: EvaluateParams) -> dict:
     vocabulary = Vocabulary.load(paths.VOCABULARY)
     model = keras.saving.load_model(paths.TRAINED_MODEL, safe_mode=True)
     images = load_split("test")["images"]
-    test = pd.read_csv(paths.SPLITS / "test.csv", dtype=str)
+    test = read_text_table(paths.SPLITS / "test.csv")
     truths = test["label"].tolist()
     predicted, confidence = predict_texts(model, images, vocabulary)
 

@@ -32,7 +32,6 @@ from pathlib import Path
 
 import keras
 import mlflow
-import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 
 from captcha_ocr import paths, tracking
@@ -41,7 +40,7 @@ from captcha_ocr.core.model import CaptchaReader, build_reader, export_saved_mod
 from captcha_ocr.core.runtimes import OnnxReader, OpenVinoReader, export_onnx, quantize_onnx
 from captcha_ocr.core.vocabulary import ReadingSpec, Vocabulary
 from captcha_ocr.errors import CaptchaOcrError
-from captcha_ocr.files import atomic_dir, atomic_path, write_json
+from captcha_ocr.files import atomic_dir, atomic_path, read_text_table, write_json
 from captcha_ocr.lineage import data_tags
 from captcha_ocr.redaction import public_params
 from captcha_ocr.steps.preprocess import load_split, split_identity
@@ -161,7 +160,7 @@ def export_int8(
     A copy that loses captchas, or that the quantizer or OpenVINO cannot make
     or read, is left out: the float networks ship alone and export goes on.
     """
-    val = pd.read_csv(paths.split_csv("val"), dtype=str)
+    val = read_text_table(paths.split_csv("val"))
     calibration = load_split("train")["images"][:calibration_images]
     target = in_folder(folder, paths.INT8_NETWORK)
     try:
@@ -224,7 +223,7 @@ def publish(folder: Path, params: Params, int8_tags: dict[str, str]) -> ModelVer
         # Whether captcha_network_int8.onnx ships, and why (export_int8).
         **int8_tags,
     }
-    val = pd.read_csv(paths.split_csv("val"), dtype=str)
+    val = read_text_table(paths.split_csv("val"))
     example_png = (paths.RAW_IMAGES / val["file"][0]).read_bytes()
     metrics = json.loads(paths.METRICS.read_text())
     return register_reader(reader_path, params.export.model_name, metrics, tags, example_png)

@@ -34,7 +34,7 @@ from captcha_ocr.config import PreprocessParams, load_params
 from captcha_ocr.core.images import ImageError
 from captcha_ocr.core.splits import SPLITS, assign, content_digest, position, split_digest
 from captcha_ocr.core.vocabulary import ReadingSpec, Vocabulary
-from captcha_ocr.files import all_or_nothing, atomic_path, write_json
+from captcha_ocr.files import all_or_nothing, atomic_path, read_text_table, write_json
 from captcha_ocr.steps.data_spec import DataError, DataFile, Resolved, reasons, resolve
 from captcha_ocr.steps.labels import LabelsError, labelled_files
 
@@ -155,7 +155,7 @@ def first_seen_before(splits_dir: Path) -> dict[str, str]:
         if not path.is_file():
             continue
         try:
-            frame = pd.read_csv(path, dtype=str)
+            frame = read_text_table(path)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
             raise DataError(
                 f"{path}: cannot be read to carry over first_seen ({err}); "
@@ -190,7 +190,7 @@ def split_frame(samples: list[Sample], first_seen: dict[str, str], version: str)
 
 def split_identity(name: str = "test", splits_dir: Path = paths.SPLITS) -> str:
     """The identity of a split: its images and labels (``core.splits.split_digest``)."""
-    frame = pd.read_csv(splits_dir / f"{name}.csv", dtype=str)
+    frame = read_text_table(splits_dir / f"{name}.csv")
     if "sha256" not in frame.columns:
         raise DataError(f"{splits_dir / f'{name}.csv'}: no sha256 column; rerun preprocess")
     return split_digest(zip(frame["sha256"], frame["label"], strict=True))

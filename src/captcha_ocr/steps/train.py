@@ -57,7 +57,7 @@ from captcha_ocr.core.recipe import (
 )
 from captcha_ocr.core.vocabulary import ReadingSpec, Vocabulary
 from captcha_ocr.errors import CaptchaOcrError
-from captcha_ocr.files import all_or_nothing, atomic_path, write_with
+from captcha_ocr.files import all_or_nothing, atomic_path, read_text_table, write_with
 from captcha_ocr.redaction import public_params
 from captcha_ocr.steps.checkpoints import (
     Checkpoint,
@@ -101,7 +101,7 @@ class TrainingData:
         return cls(
             train=load_split("train"),
             val=load_split("val"),
-            val_texts=pd.read_csv(paths.split_csv("val"), dtype=str)["label"].tolist(),
+            val_texts=read_text_table(paths.split_csv("val"))["label"].tolist(),
             vocabulary=Vocabulary.load(paths.VOCABULARY),
         )
 
