@@ -42,6 +42,14 @@ class IngestParams(Section):
     repo: str | None = None
     rev: str | None = None
 
+    @field_validator("source")
+    @classmethod
+    def _not_empty(cls, value: str) -> str:
+        # An empty path is the current folder: the project itself would be ingested.
+        if not value.strip():
+            raise ValueError("is empty: set it to the URL, zip or folder of your captchas")
+        return value
+
 
 # Bounds that keep preprocess's arrays in memory: each image is height x width
 # bytes and each label max_label_length int32s, for every file. Captchas are

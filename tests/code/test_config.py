@@ -37,6 +37,13 @@ def test_wrong_type_is_named(tmp_path):
         load_params(write(tmp_path, {"train": {"batch_size": "big"}}))
 
 
+@pytest.mark.parametrize("source", ["", "  "])
+def test_an_empty_source_is_refused_by_name(tmp_path, source):
+    # An empty path is the current folder: ingest would pack the project itself.
+    with pytest.raises(ParamsError, match=r"ingest\.source: is empty"):
+        load_params(write(tmp_path, {"ingest": {"source": source}}))
+
+
 def test_impossible_split_is_refused(tmp_path):
     with pytest.raises(ParamsError, match="nothing to train on"):
         load_params(write(tmp_path, {"preprocess": {"val_fraction": 0.5, "test_fraction": 0.5}}))

@@ -39,6 +39,19 @@ def test_ingest_local_zip_records_digest_and_unpacks(tmp_path, captcha_zip):
     assert len(pngs) == info["files"] > 900
 
 
+@pytest.mark.parametrize("source", [".", "raw", "raw/images", "raw/images/x", "raw/set.zip"])
+def test_a_source_that_is_or_holds_ingests_outputs_is_refused(tmp_path, captcha_zip, source):
+    raw = tmp_path / "raw"
+    outputs = {"zip_path": raw / "set.zip", "images_dir": raw / "images"}
+    ingest(IngestParams(source=str(captcha_zip)), **outputs, info_path=raw / "ingest.json")
+    before = (raw / "set.zip").read_bytes()
+    with pytest.raises(IngestError, match="ingest's own output"):
+        ingest(
+            IngestParams(source=str(tmp_path / source)), **outputs, info_path=raw / "ingest.json"
+        )
+    assert (raw / "set.zip").read_bytes() == before
+
+
 @pytest.mark.parametrize(
     "bad_name", ["../escape.png", "a/../../escape.png", "/abs/escape.png", "C:/escape.png"]
 )

@@ -4,6 +4,7 @@ ingest without `-f`, and dvc.lock records the source and the zip it gave."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,31 @@ def test_dvc_exp_run_sets_the_source(repo):
     assert "Running stage 'ingest'" in output
     assert locked_ingest(root) == (str(v2), sha256_of(v2))
     assert yaml.safe_load((root / "params.yaml").read_text())["ingest"]["source"] == str(v2)
+
+
+def failed_repro(root: Path, env: dict[str, str]) -> str:
+    done = subprocess.run(
+        ["dvc", "repro", "ingest"], cwd=root, env=env, capture_output=True, text=True
+    )
+    assert done.returncode != 0, done.stdout
+    return done.stdout + done.stderr
+
+
+def test_a_source_that_fails_leaves_the_last_ingest_in_place(repo):
+    # DVC deletes a stage's outputs before it runs it, unless they persist.
+    root, env, (v1, _) = repo
+    dvc(root, env, "repro", "ingest")
+    set_source(root / "params.yaml", root / "typo.zip")
+    assert "typo.zip': no such file" in failed_repro(root, env)
+    assert json.loads((root / "data/raw/ingest.json").read_text())["sha256"] == sha256_of(v1)
+    assert len(list((root / "data/raw/images").rglob("*.png"))) == 30
+
+
+def test_a_users_zip_saved_over_the_ingested_one_is_refused_not_lost(repo):
+    root, env, (_, v2) = repo
+    dvc(root, env, "repro", "ingest")
+    own = root / "data/raw/captcha_images_v2.zip"
+    own.write_bytes(v2.read_bytes())
+    set_source(root / "params.yaml", "data/raw/captcha_images_v2.zip")
+    assert "inside ingest's own output" in failed_repro(root, env)
+    assert own.read_bytes() == v2.read_bytes()

@@ -85,6 +85,7 @@ def ingest(
             copy_from_dvc_repo(source, params.repo, params.rev, new_zip)
             check_digest(shown, new_zip, params.sha256)
         else:
+            refuse_own_outputs(source, (zip_path, images_dir, info_path))
             copy_or_download(source, new_zip, expected_sha256=params.sha256)
         digest, size = sha256_of(new_zip), new_zip.stat().st_size
         count = safe_extract(new_zip, images_dir, name=shown)
@@ -108,6 +109,30 @@ def _repo_record(params: IngestParams) -> dict[str, str]:
     if not params.repo:
         return {}
     return {"repo": redact_source(params.repo), "rev": params.rev or "(default branch)"}
+
+
+def refuse_own_outputs(source: str, outputs: tuple[Path, ...]) -> None:
+    """A local source may neither be one of ingest's outputs nor hold them.
+
+    DVC owns the outputs: `dvc checkout` puts back the cached zip over a user's
+    file saved there. And a folder holding them (the project's own, say) would
+    pack the old images, the stores and itself into the new set.
+    """
+    if source.startswith(("http://", "https://")) or is_remote_storage(source):
+        return
+    local = Path(source.removeprefix("file://")).expanduser().resolve()
+    for output in (o.resolve() for o in outputs):
+        if local == output or local.is_relative_to(output):
+            raise IngestError(
+                f"source {source!r} is inside ingest's own output {str(output)!r}, which "
+                "DVC replaces: keep your captchas elsewhere, e.g. data/my_captchas.zip "
+                "(`dvc add` it to version it), and set ingest.source to that"
+            )
+        if local.is_dir() and output.is_relative_to(local):
+            raise IngestError(
+                f"source {source!r} is a folder that holds ingest's own output "
+                f"{str(output)!r}: name the folder of your captchas itself"
+            )
 
 
 def fetch(source: str, target: Path, expected_sha256: str | None = None) -> None:
