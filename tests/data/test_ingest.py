@@ -39,6 +39,43 @@ def test_ingest_local_zip_records_digest_and_unpacks(tmp_path, captcha_zip):
     assert len(pngs) == info["files"] > 900
 
 
+class UnflaggedName(zipfile.ZipInfo):
+    """An entry whose name is written as given bytes without the UTF-8 flag, as
+    Info-ZIP (`zip -r`) and old Windows tools write them."""
+
+    raw_name = b""
+
+    def _encodeFilenameFlags(self):  # noqa: N802 (zipfile's name)
+        return self.raw_name, self.flag_bits & ~0x800
+
+
+def zip_with_raw_names(path: Path, names: list[bytes], png: bytes) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        for raw in names:
+            entry = UnflaggedName(raw.decode("cp437"))  # how Python will read it back
+            entry.raw_name = raw
+            archive.writestr(entry, png)
+    return path
+
+
+def test_unflagged_utf8_names_keep_their_letters(tmp_path, captcha_pngs):
+    png = next(iter(captcha_pngs.values()))
+    names = ["ßbae3.png", "set/été12.png", "plain.png"]
+    source = zip_with_raw_names(tmp_path / "set.zip", [n.encode() for n in names], png)
+    raw = tmp_path / "raw"
+    ingest(IngestParams(source=str(source)), raw / "x.zip", raw / "images", raw / "i.json")
+    found = {p.relative_to(raw / "images").as_posix() for p in (raw / "images").rglob("*.png")}
+    assert found == set(names)
+
+
+def test_names_in_an_unstated_legacy_code_page_are_refused(tmp_path, captcha_pngs):
+    png = next(iter(captcha_pngs.values()))
+    source = zip_with_raw_names(tmp_path / "set.zip", ["été12.png".encode("cp1252")], png)
+    with pytest.raises(IngestError, match=r"non-ASCII name in an encoding the zip does not"):
+        safe_extract(source, tmp_path / "images")
+    assert not (tmp_path / "images").exists()
+
+
 @pytest.mark.parametrize("source", [".", "raw", "raw/images", "raw/images/x", "raw/set.zip"])
 def test_a_source_that_is_or_holds_ingests_outputs_is_refused(tmp_path, captcha_zip, source):
     raw = tmp_path / "raw"

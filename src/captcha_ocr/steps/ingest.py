@@ -43,6 +43,8 @@ MAX_TOTAL_BYTES = 2 * 1024**3
 MAX_RATIO = 200
 # Flag bit 0 of a zip entry: encrypted; reading it would need a password.
 ENCRYPTED = 0x1
+# Flag bit 11: the entry's name is UTF-8.
+UTF8_NAMES = 0x800
 READABLE_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
 
 DOWNLOAD_ATTEMPTS = 4
@@ -274,11 +276,33 @@ def safe_extract(zip_path: Path, target: Path, name: str | None = None) -> int:
         raise IngestError(f"{name}: not a zip file ({err})") from None
     with archive:
         members = [m for m in archive.infolist() if not m.is_dir()]
+        for member in members:
+            member.filename = _decoded_name(name, member)
         _check_members(name, members)
         with atomic_dir(target) as tmp:
             for member in members:
                 _unpack(archive, member, tmp, name)
     return len(members)
+
+
+def _decoded_name(name: str, member: zipfile.ZipInfo) -> str:
+    """The entry's name as its maker wrote it; the label may come from it.
+
+    A zip without the UTF-8 flag has names in an unstated code page, which
+    Python reads as cp437. Info-ZIP and macOS write UTF-8 and leave the flag
+    unset, so names that are valid UTF-8 are read as UTF-8; any other non-ASCII
+    name would give a wrong label, and is refused.
+    """
+    if member.flag_bits & UTF8_NAMES or member.filename.isascii():
+        return member.filename
+    try:
+        return member.filename.encode("cp437").decode("utf-8")
+    except UnicodeError:
+        raise IngestError(
+            f"{name}: entry {member.filename!r} has a non-ASCII name in an encoding the "
+            "zip does not state; zip the set again with UTF-8 names (Python's zipfile, "
+            "7-Zip), give the folder itself as the source, or label it with a labels.csv"
+        ) from None
 
 
 def _unpack(archive: zipfile.ZipFile, member: zipfile.ZipInfo, folder: Path, name: str) -> None:
