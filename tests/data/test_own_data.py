@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -243,6 +244,36 @@ def test_a_bad_labels_file_is_refused_naming_the_row(tmp_path, rows, message):
     with pytest.raises(DataError, match=message):
         run(tmp_path, folder)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("table", ["Labels.csv", "labels.txt", "sub/names.tsv", "answers.CSV"])
+def test_a_labels_file_by_another_name_is_refused_not_skipped(tmp_path, table):
+    # Skipped, it would leave the file names (0000, 0001, ...) as the labels.
+    folder = tmp_path / "images"
+    case_set(folder)
+    (folder / table).parent.mkdir(exist_ok=True)
+    (folder / "labels.csv").rename(folder / table)
+    with pytest.raises(DataError, match=rf"{table}' looks like a labels file"):
+        run(tmp_path, folder)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["abcde .png", " abcde.png", "ab\tcd.png", "ab\ncd.png"])
+def test_a_file_name_label_with_white_space_at_an_end_or_a_control_is_refused(tmp_path, name):
+    folder = tmp_path / "images"
+    captcha_folder(folder, 20)
+    (folder / name).write_bytes(captcha_png("abcde"))
+    with pytest.raises(DataError, match=re.escape(repr(name))):
+        run(tmp_path, folder)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_set_with_no_files_says_so(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / ".hidden.png").write_bytes(captcha_png("abcde"))
+    with pytest.raises(DataError, match="no files in the set"):
+        run(tmp_path, folder)
 
 
 def test_a_labels_file_without_its_header_is_refused(tmp_path):

@@ -5,7 +5,10 @@ shallowest one; two at the same depth are refused), every label comes from it.
 Its header is ``file,text``; ``file`` is the image's path relative to the
 CSV's folder, ``text`` its label, kept exactly as written (case included).
 Every other file in the set must have a row, and every row a file.
-Without a CSV, a file's label is its name without the extension, case kept.
+Without a CSV, a file's label is its name without the extension, case kept,
+and a table by another name (``Labels.csv``, ``labels.txt``, ``x.tsv``) is
+refused rather than skipped. A label is refused, whichever way it came, when
+it starts or ends with white space or holds a control character.
 
 A CSV is what makes labels that differ only in case work everywhere: on
 case-insensitive storage (macOS, Windows) ``aB3dE.png`` and ``Ab3De.png`` are
@@ -22,6 +25,8 @@ from captcha_ocr.errors import CaptchaOcrError
 
 LABELS_FILE = "labels.csv"
 HEADER = ["file", "text"]
+# Files that hold a table: with no labels.csv in the set, one is a misnamed labels file.
+TABLE_SUFFIXES = (".csv", ".tsv")
 # Problems named in the error; the count says how many more there are.
 SHOWN_PROBLEMS = 5
 
@@ -62,9 +67,17 @@ def find_labels_file(images_dir: Path, files: list[Path]) -> Path | None:
 def labelled_files(images_dir: Path) -> tuple[list[Labelled], Path | None]:
     """Every image with its label, and the labels file they came from (None: file names)."""
     files = data_files(images_dir)
+    if not files:
+        raise LabelsError(
+            f"{images_dir}: no files in the set (names starting with '.' and __MACOSX are skipped)"
+        )
     labels_file = find_labels_file(images_dir, files)
     if labels_file is None:
-        return [Labelled(rel(p, images_dir), p, p.stem) for p in files], None
+        refuse_stray_tables(images_dir, files)
+        found = [Labelled(rel(p, images_dir), p, p.stem) for p in files]
+        problems = [f"{s.file!r}: {why}" for s in found if (why := label_problem(s.label))]
+        refuse(images_dir, problems, "rename the files, or label them with a labels.csv")
+        return found, None
     labels = read_labels(labels_file)
     folder = labels_file.parent
     problems = []
@@ -77,6 +90,25 @@ def labelled_files(images_dir: Path) -> tuple[list[Labelled], Path | None]:
     refuse(labels_file, labels.problems + problems)
     found = [Labelled(rel(folder / n, images_dir), folder / n, t) for n, t in labels.texts.items()]
     return sorted(found, key=lambda s: s.file), labels_file
+
+
+def refuse_stray_tables(images_dir: Path, files: list[Path]) -> None:
+    """A table that is not ``labels.csv`` would be skipped, and names give the labels."""
+    for path in files:
+        if path.suffix.lower() in TABLE_SUFFIXES or path.stem.lower() == "labels":
+            raise LabelsError(
+                f"{rel(path, images_dir)!r} looks like a labels file, but labels come only "
+                f"from a file named {LABELS_FILE} (header 'file,text'): rename it, or "
+                "remove it to take the labels from the image file names"
+            )
+
+
+def label_problem(label: str) -> str | None:
+    if label != label.strip():
+        return f"label {label!r} starts or ends with white space"
+    if not label.isprintable():
+        return f"label {label!r} holds a control character (a tab, a line break, ...)"
+    return None
 
 
 def rel(path: Path, images_dir: Path) -> str:
@@ -131,16 +163,17 @@ def row_problem(row: list[str]) -> str | None:
         return f"file {name!r} is outside the labels file's folder"
     if not label:
         return f"empty label for {name!r}"
-    if label != label.strip():
-        return f"label {label!r} of {name!r} starts or ends with white space"
+    if problem := label_problem(label):
+        return f"{problem}, for {name!r}"
     return None
 
 
-def refuse(labels_file: Path, problems: list[str]) -> None:
+def refuse(where: Path, problems: list[str], fix: str = "") -> None:
     if not problems:
         return
     shown = "; ".join(problems[:SHOWN_PROBLEMS])
     more = f" (and {len(problems) - SHOWN_PROBLEMS} more)" if len(problems) > SHOWN_PROBLEMS else ""
+    advice = f"; {fix}" if fix else ""
     raise LabelsError(
-        f"{labels_file}: {len(problems)} problem(s), nothing was written: {shown}{more}"
+        f"{where}: {len(problems)} problem(s), nothing was written: {shown}{more}{advice}"
     )
