@@ -119,36 +119,73 @@ def test_split_is_deterministic_disjoint_and_complete(tmp_path, images_dir, capt
         )
 
 
-def test_same_bytes_are_one_sample_and_same_text_two(images_dir, captcha_pngs):
-    (first, png), (second, other_png), (third, third_png) = list(captcha_pngs.items())[:3]
-    for folder in ("copy", "other", "wrong"):
+def test_same_picture_is_one_sample_and_same_text_two(images_dir, captcha_pngs):
+    items = list(captcha_pngs.items())
+    (first, png), (second, other_png), (third, third_png), (fourth, fourth_png) = items[:4]
+    for folder in ("copy", "saved_again", "other", "wrong", "wrong_again"):
         (images_dir / folder).mkdir()
     (images_dir / "copy" / f"{first}.png").write_bytes(png)
-    (images_dir / "other" / f"{second}.png").write_bytes(_reencoded(other_png))
+    (images_dir / "saved_again" / f"{fourth}.png").write_bytes(_saved_again(fourth_png))
+    (images_dir / "other" / f"{second}.png").write_bytes(_one_pixel_changed(other_png))
     (images_dir / "wrong" / "abcde.png").write_bytes(third_png)
+    (images_dir / "wrong_again" / "fghij.png").write_bytes(_saved_again(third_png))
 
     accepted, rejected, duplicates = _validate(images_dir, PreprocessParams())
     labels = [s.label for s in accepted]
-    # A copy of the same bytes is one sample, listed as a copy.
-    assert labels.count(first) == 1
-    assert duplicates == [
-        {"file": f"copy/{first}.png", "same_bytes_as": f"captcha_images_v2/{first}.png"}
-    ]
-    # Another image with the same text is a sample of its own.
+    # A copy, byte for byte or saved again, is one sample, listed as a copy.
+    assert labels.count(first) == labels.count(fourth) == 1
+    assert {"file": f"copy/{first}.png", "same_bytes_as": f"captcha_images_v2/{first}.png"} in (
+        duplicates
+    )
+    saved_again = [d for d in duplicates if "same_picture_as" in d]
+    assert {d["file"] for d in saved_again} | {d["same_picture_as"] for d in saved_again} == {
+        f"saved_again/{fourth}.png",
+        f"captcha_images_v2/{fourth}.png",
+    }
+    assert len(duplicates) == 2
+    # Another picture with the same text is a sample of its own.
     assert labels.count(second) == 2
-    # One image under two texts: which is right cannot be told, so neither is used.
+    # One picture under other texts: which is right cannot be told, so none is used.
     reasons = {r["file"]: r["reason"] for r in rejected}
-    assert third not in labels and "abcde" not in labels
-    assert "labelled" in reasons["wrong/abcde.png"]
+    assert not {third, "abcde", "fghij"} & set(labels)
+    assert (
+        "labelled" in reasons["wrong/abcde.png"] and "labelled" in reasons["wrong_again/fghij.png"]
+    )
     assert "wrong/abcde.png" in reasons[f"captcha_images_v2/{third}.png"]
     assert len(accepted) == len(captcha_pngs) - 1 + 1
 
 
-def _reencoded(png: bytes) -> bytes:
-    """The same picture in other bytes: another sample with the same text."""
+def test_which_copy_of_a_picture_is_kept_does_not_hang_on_file_names(tmp_path, captcha_pngs):
+    # The copy kept gives the sample its split: the same one whichever name sorts first.
+    label, png = next(iter(captcha_pngs.items()))
+    kept = []
+    for names in (("a", "b"), ("b", "a")):
+        folder = tmp_path / "".join(names)
+        folder.mkdir()
+        (folder / names[0] / label).mkdir(parents=True)
+        (folder / names[1] / label).mkdir(parents=True)
+        (folder / names[0] / label / f"{label}.png").write_bytes(png)
+        (folder / names[1] / label / f"{label}.png").write_bytes(_saved_again(png))
+        accepted, _, _ = _validate(folder, PreprocessParams(**V2))
+        kept.append(accepted[0].sha256)
+    assert kept[0] == kept[1]
+
+
+def _saved_again(png: bytes) -> bytes:
+    """The same picture in other bytes, as an image editor's "save" makes it."""
     buffer = io.BytesIO()
     Image.open(io.BytesIO(png)).save(buffer, format="PNG", compress_level=1)
     assert buffer.getvalue() != png
+    return buffer.getvalue()
+
+
+def _one_pixel_changed(png: bytes) -> bytes:
+    """Another picture of the same text."""
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    red, green, blue = image.getpixel((0, 0))
+    image.putpixel((0, 0), (255 - red, 255 - green, 255 - blue))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
     return buffer.getvalue()
 
 

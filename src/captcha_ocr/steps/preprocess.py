@@ -6,9 +6,10 @@ length) and its bytes decode to an image of the expected size (or one we may
 resize, as params say). Params set to ``auto`` are read from the training
 images first (``steps/data_spec.py``); what they became is recorded in
 ``data/vocabulary.json``, which every reader reads by, and in the report. Two
-files with the same bytes are one sample (the copy is listed in the report)
-unless their labels differ, which rejects both; two different images with the
-same text are two samples. Rejected files go to the data report with the
+files with the same picture (the same bytes, or saved again: the same pixels
+once decoded) are one sample, the copy listed in the report, unless their
+labels differ, which rejects them all; two different images with the same
+text are two samples. Rejected files go to the data report with the
 reason; the step fails when too many are rejected, naming the first reasons.
 Its four outputs are replaced together or not at all.
 
@@ -96,9 +97,12 @@ def check_files(
     files: list[DataFile], resolved: Resolved
 ) -> tuple[list[Sample], list[dict], list[dict]]:
     accepted: dict[str, Sample] = {}  # by sha256
+    # The digest of what the model would see -> the sha256 of the sample kept:
+    # a copy saved again (other bytes, same pixels) must not land in another split.
+    by_pixels: dict[str, str] = {}
     rejected: list[dict] = []
     duplicates: list[dict] = []
-    mislabelled: dict[str, list[str]] = {}  # sha256 -> the other files with those bytes
+    mislabelled: dict[str, list[str]] = {}  # sha256 -> the other files with that picture
     for entry in files:
         rel, digest, label = entry.file, entry.sha256, entry.label
         reason = resolved.label_problem(label)
@@ -114,14 +118,31 @@ def check_files(
                 image = resolved.decode(entry.path.read_bytes())
             except ImageError as err:
                 reason = str(err)
+        if reason is None:
+            pixels = content_digest(image.tobytes())
+            if (kept := by_pixels.get(pixels)) is None:
+                by_pixels[pixels] = digest
+            elif accepted[kept].label != label:
+                mislabelled.setdefault(kept, []).append(rel)
+                reason = f"same picture as {accepted[kept].file}, labelled {accepted[kept].label!r}"
+            else:
+                # One sample: the copy with the lower sha256, whatever the file order
+                # (a picture already refused for two labels stays as it is).
+                sample, other = Sample(rel, label, image, digest), accepted[kept]
+                if sample.sha256 < other.sha256 and kept not in mislabelled:
+                    del accepted[kept]
+                    accepted[digest], by_pixels[pixels] = sample, digest
+                    sample, other = other, sample
+                duplicates.append({"file": sample.file, "same_picture_as": other.file})
+                continue
         if reason:
             rejected.append({"file": rel, "reason": reason})
         else:
             accepted[digest] = Sample(rel, label, image, digest)
     for digest, others in mislabelled.items():
-        # Which label is right cannot be told: neither copy is used.
+        # Which label is right cannot be told: no copy is used.
         first = accepted.pop(digest)
-        reason = f"same image as {', '.join(others)} under another label"
+        reason = f"same picture as {', '.join(others)} under another label"
         rejected.append({"file": first.file, "reason": reason})
     return list(accepted.values()), rejected, duplicates
 
