@@ -1,6 +1,7 @@
 """Preprocess: validation with reasons, a stable disjoint split, arrays."""
 
 import io
+import itertools
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import yaml
 from PIL import Image
 
 from captcha_ocr.config import PreprocessParams
+from captcha_ocr.core.splits import assign, content_digest
 from captcha_ocr.steps.preprocess import DataError, _validate, preprocess, validate
 
 # captcha_images_v2's rules spelled out, in place of the auto defaults.
@@ -171,11 +173,45 @@ def test_which_copy_of_a_picture_is_kept_does_not_hang_on_file_names(tmp_path, c
     assert kept[0] == kept[1]
 
 
-def _saved_again(png: bytes) -> bytes:
-    """The same picture in other bytes, as an image editor's "save" makes it."""
+@pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
+def test_a_picture_under_two_labels_is_refused_with_all_its_copies_in_any_order(
+    tmp_path, captcha_pngs, order
+):
+    (label, png), (other_label, _) = list(captcha_pngs.items())[:2]
+    copies = [(label, png), (label, _saved_again(png)), (other_label, png)]
+    for place, (text, data) in zip(order, copies, strict=True):
+        (tmp_path / f"{place}").mkdir()
+        (tmp_path / f"{place}" / f"{text}.png").write_bytes(data)
+    accepted, rejected, duplicates = _validate(tmp_path, PreprocessParams())
+    assert accepted == [] and duplicates == []
+    assert len(rejected) == 3 and all("label" in r["reason"] for r in rejected)
+
+
+def test_a_copy_added_in_a_new_version_moves_no_picture(tmp_path, images_dir, captcha_pngs):
+    # A copy that would win on sha256 alone, and would take the picture to another split.
+    fractions = {"val_fraction": 0.25, "test_fraction": 0.25}
+    label, png, copy = next(
+        (label, png, again)
+        for label, png in captcha_pngs.items()
+        for level in range(10)
+        if (again := _saved_again(png, level)) != png
+        and content_digest(again) < content_digest(png)
+        and assign(content_digest(again), **fractions) != assign(content_digest(png), **fractions)
+    )
+    before, out = run(tmp_path, images_dir, "v1", **fractions)
+    (images_dir / "copy").mkdir()
+    (images_dir / "copy" / f"{label}.png").write_bytes(copy)
+    after, _ = run(tmp_path, images_dir, "v2", **fractions)
+    assert after["split_digests"] == before["split_digests"]
+    assert {"file": f"copy/{label}.png", "same_picture_as": f"captcha_images_v2/{label}.png"} in (
+        after["duplicates"]
+    )
+
+
+def _saved_again(png: bytes, level: int = 1) -> bytes:
+    """The same picture in other bytes, as an image editor's lossless "save" makes it."""
     buffer = io.BytesIO()
-    Image.open(io.BytesIO(png)).save(buffer, format="PNG", compress_level=1)
-    assert buffer.getvalue() != png
+    Image.open(io.BytesIO(png)).save(buffer, format="PNG", compress_level=level)
     return buffer.getvalue()
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,8 +95,14 @@ def read_files(images_dir: Path) -> list[DataFile]:
 
 
 def check_files(
-    files: list[DataFile], resolved: Resolved
+    files: list[DataFile], resolved: Resolved, known: Collection[str] = ()
 ) -> tuple[list[Sample], list[dict], list[dict]]:
+    """Accepted samples, rejections with reasons, and copies of accepted samples.
+
+    Of the copies of one picture, the sample is one the previous splits hold
+    (``known`` sha256s), so a copy added later moves nothing; else the lowest
+    sha256, whatever the file order.
+    """
     accepted: dict[str, Sample] = {}  # by sha256
     # The digest of what the model would see -> the sha256 of the sample kept:
     # a copy saved again (other bytes, same pixels) must not land in another split.
@@ -103,6 +110,10 @@ def check_files(
     rejected: list[dict] = []
     duplicates: list[dict] = []
     mislabelled: dict[str, list[str]] = {}  # sha256 -> the other files with that picture
+
+    def rank(sample: Sample) -> tuple[bool, str]:
+        return sample.sha256 not in known, sample.sha256
+
     for entry in files:
         rel, digest, label = entry.file, entry.sha256, entry.label
         reason = resolved.label_problem(label)
@@ -126,10 +137,8 @@ def check_files(
                 mislabelled.setdefault(kept, []).append(rel)
                 reason = f"same picture as {accepted[kept].file}, labelled {accepted[kept].label!r}"
             else:
-                # One sample: the copy with the lower sha256, whatever the file order
-                # (a picture already refused for two labels stays as it is).
                 sample, other = Sample(rel, label, image, digest), accepted[kept]
-                if sample.sha256 < other.sha256 and kept not in mislabelled:
+                if rank(sample) < rank(other) and kept not in mislabelled:
                     del accepted[kept]
                     accepted[digest], by_pixels[pixels] = sample, digest
                     sample, other = other, sample
@@ -139,12 +148,23 @@ def check_files(
             rejected.append({"file": rel, "reason": reason})
         else:
             accepted[digest] = Sample(rel, label, image, digest)
+    refused: dict[str, str] = {}  # file -> reason
     for digest, others in mislabelled.items():
         # Which label is right cannot be told: no copy is used.
         first = accepted.pop(digest)
-        reason = f"same picture as {', '.join(others)} under another label"
+        refused[first.file] = reason = f"same picture as {', '.join(others)} under another label"
         rejected.append({"file": first.file, "reason": reason})
+    # A copy of a refused picture (or of a copy of one) is refused with it.
+    while moved := [d for d in duplicates if copied_from(d) in refused]:
+        for copy in moved:
+            duplicates.remove(copy)
+            refused[copy["file"]] = refused[copied_from(copy)]
+            rejected.append({"file": copy["file"], "reason": refused[copy["file"]]})
     return list(accepted.values()), rejected, duplicates
+
+
+def copied_from(copy: dict) -> str:
+    return copy.get("same_bytes_as") or copy["same_picture_as"]
 
 
 def split(samples: list[Sample], params: PreprocessParams) -> dict[str, list[Sample]]:
@@ -244,7 +264,7 @@ def preprocess(
     files = read_files(images_dir)
     resolved = resolve(params, files)
     check_memory(len(files), resolved.spec)
-    accepted, rejected, duplicates = check_files(files, resolved)
+    accepted, rejected, duplicates = check_files(files, resolved, first_seen.keys())
     total = len(accepted) + len(rejected) + len(duplicates)
     share = len(rejected) / total if total else 1.0
     if not accepted or share > params.max_rejected_fraction:
