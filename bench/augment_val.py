@@ -20,7 +20,6 @@ import sys
 import time
 
 import keras
-import pandas as pd
 
 from captcha_ocr import paths
 from captcha_ocr.config import TrainParams, load_params
@@ -35,6 +34,7 @@ from captcha_ocr.core.recipe import (
     training_inputs,
 )
 from captcha_ocr.core.vocabulary import Vocabulary
+from captcha_ocr.files import read_text_table
 from captcha_ocr.steps.checkpoints import ResumableEarlyStopping
 from captcha_ocr.steps.preprocess import load_split
 
@@ -51,7 +51,7 @@ def main() -> None:
     keras.utils.set_random_seed(seed)
     vocabulary = Vocabulary.load(paths.VOCABULARY)
     train, val = load_split("train"), load_split("val")
-    val_texts = pd.read_csv(paths.split_csv("val"), dtype=str)["label"].tolist()
+    val_texts = read_text_table(paths.split_csv("val"))["label"].tolist()
     model = build_training_model(params, *train["images"].shape[1:3], vocabulary.num_classes)
     steps = math.ceil(len(train["images"]) / params.batch_size)
     model.compile(optimizer=make_optimizer(params, steps), loss=keras.losses.CTC())

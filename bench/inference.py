@@ -63,7 +63,7 @@ def main() -> None:
     images = load_split("test")["images"][..., None].astype("float32")
     batch64 = np.resize(images, (64, *images.shape[1:]))
     one = images[:1]
-    files = pd.read_csv(paths.SPLITS / "test.csv")["file"]
+    files = pd.read_csv(paths.SPLITS / "test.csv", dtype=str, keep_default_na=False)["file"]
     pngs = [base64.b64encode((paths.RAW_IMAGES / f).read_bytes()).decode() for f in files]
     frame64 = pd.DataFrame({"image": (pngs * 2)[:64]})
     frame1 = frame64.iloc[:1]
@@ -142,7 +142,9 @@ def main() -> None:
     # The held-out captchas, read every way: the texts must not depend on the runtime.
     test_uint8 = images[..., 0].astype("uint8")
     keras_texts, _ = reader.read(test_uint8)
-    truth = pd.read_csv(paths.SPLITS / "test.csv", dtype=str)["label"].tolist()
+    truth = pd.read_csv(paths.SPLITS / "test.csv", dtype=str, keep_default_na=False)[
+        "label"
+    ].tolist()
     ways = {"onnx (onnxruntime)": onnx.read(test_uint8)[0]}
     if paths.INT8_NETWORK.is_file():
         ways["onnx-int8 (OpenVINO)"] = int8.read(test_uint8)[0]

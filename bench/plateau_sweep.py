@@ -52,7 +52,9 @@ def main() -> None:
     keras.utils.set_random_seed(seed)
     vocabulary = Vocabulary.load(paths.VOCABULARY)
     train, val = load_split("train"), load_split("val")
-    val_texts = pd.read_csv(paths.SPLITS / "val.csv", dtype=str)["label"].tolist()
+    val_texts = pd.read_csv(paths.SPLITS / "val.csv", dtype=str, keep_default_na=False)[
+        "label"
+    ].tolist()
     x_train, x_val = train["images"], val["images"]
     if invert:  # dark text on light ground becomes light strokes on zero
         x_train, x_val = 255 - x_train, 255 - x_val

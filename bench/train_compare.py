@@ -95,7 +95,9 @@ def load_data() -> dict[str, object]:
     data: dict[str, object] = {"vocabulary": Vocabulary.load(paths.VOCABULARY)}
     for name in ("train", "val", "test"):
         data[name] = load_split(name)
-        data[f"{name}_texts"] = pd.read_csv(paths.split_csv(name), dtype=str)["label"].tolist()
+        data[f"{name}_texts"] = pd.read_csv(
+            paths.split_csv(name), dtype=str, keep_default_na=False
+        )["label"].tolist()
     return data
 
 

@@ -3,8 +3,10 @@
 import http.server
 import socket
 import stat
+import struct
 import threading
 import zipfile
+import zlib
 from pathlib import Path
 
 import pytest
@@ -68,12 +70,23 @@ def test_unflagged_utf8_names_keep_their_letters(tmp_path, captcha_pngs):
     assert found == set(names)
 
 
-def test_names_in_an_unstated_legacy_code_page_are_refused(tmp_path, captcha_pngs):
+def test_unflagged_names_in_the_zip_code_page_or_with_a_utf8_field_keep_their_letters(
+    tmp_path, captcha_pngs
+):
+    # cp437, the zip standard's code page (Windows' own zips in the US), and
+    # the UTF-8 name a 7-Zip or WinRAR extra field (0x7075) carries.
     png = next(iter(captcha_pngs.values()))
-    source = zip_with_raw_names(tmp_path / "set.zip", ["été12.png".encode("cp1252")], png)
-    with pytest.raises(IngestError, match=r"non-ASCII name in an encoding the zip does not"):
-        safe_extract(source, tmp_path / "images")
-    assert not (tmp_path / "images").exists()
+    path = zip_with_raw_names(tmp_path / "set.zip", ["été12.png".encode("cp437")], png)
+    with zipfile.ZipFile(path, "a") as archive:
+        entry = UnflaggedName("?bae3.png")
+        entry.raw_name = b"?bae3.png"
+        utf8 = "ßbae3.png".encode()
+        field = struct.pack("<B", 1) + struct.pack("<I", zlib.crc32(b"?bae3.png")) + utf8
+        entry.extra = struct.pack("<HH", 0x7075, len(field)) + field
+        archive.writestr(entry, png)
+    safe_extract(path, tmp_path / "images")
+    found = {p.name for p in (tmp_path / "images").iterdir()}
+    assert found == {"été12.png", "ßbae3.png"}
 
 
 @pytest.mark.parametrize("source", [".", "raw", "raw/images", "raw/images/x", "raw/set.zip"])

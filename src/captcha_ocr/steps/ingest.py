@@ -15,11 +15,13 @@ message.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import http.client
 import os
 import shutil
 import stat
+import struct
 import sys
 import time
 import urllib.error
@@ -43,8 +45,9 @@ MAX_TOTAL_BYTES = 2 * 1024**3
 MAX_RATIO = 200
 # Flag bit 0 of a zip entry: encrypted; reading it would need a password.
 ENCRYPTED = 0x1
-# Flag bit 11: the entry's name is UTF-8.
+# Flag bit 11: the entry's name is UTF-8. Extra field 0x7075: the name in UTF-8.
 UTF8_NAMES = 0x800
+UNICODE_PATH = 0x7075
 READABLE_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
 
 DOWNLOAD_ATTEMPTS = 4
@@ -277,7 +280,7 @@ def safe_extract(zip_path: Path, target: Path, name: str | None = None) -> int:
     with archive:
         members = [m for m in archive.infolist() if not m.is_dir()]
         for member in members:
-            member.filename = _decoded_name(name, member)
+            member.filename = _decoded_name(member)
         _check_members(name, members)
         with atomic_dir(target) as tmp:
             for member in members:
@@ -285,24 +288,41 @@ def safe_extract(zip_path: Path, target: Path, name: str | None = None) -> int:
     return len(members)
 
 
-def _decoded_name(name: str, member: zipfile.ZipInfo) -> str:
-    """The entry's name as its maker wrote it; the label may come from it.
+def _decoded_name(member: zipfile.ZipInfo) -> str:
+    """The entry's name as its maker meant it; the label may come from it.
 
-    A zip without the UTF-8 flag has names in an unstated code page, which
-    Python reads as cp437. Info-ZIP and macOS write UTF-8 and leave the flag
-    unset, so names that are valid UTF-8 are read as UTF-8; any other non-ASCII
-    name would give a wrong label, and is refused.
+    Without the UTF-8 flag a name is in the zip standard's code page, cp437,
+    which is how Python reads it. But Info-ZIP (`zip -r`) and macOS write UTF-8
+    and leave the flag unset; 7-Zip, WinRAR and Info-ZIP may add the name in
+    UTF-8 in an extra field (0x7075). Read that, else valid UTF-8 as UTF-8.
     """
-    if member.flag_bits & UTF8_NAMES or member.filename.isascii():
+    if member.flag_bits & UTF8_NAMES:
         return member.filename
     try:
-        return member.filename.encode("cp437").decode("utf-8")
-    except UnicodeError:
-        raise IngestError(
-            f"{name}: entry {member.filename!r} has a non-ASCII name in an encoding the "
-            "zip does not state; zip the set again with UTF-8 names (Python's zipfile, "
-            "7-Zip), give the folder itself as the source, or label it with a labels.csv"
-        ) from None
+        raw = member.orig_filename.encode("cp437")
+    except UnicodeEncodeError:  # already read from the extra field
+        return member.filename
+    unicode_path = _extra_fields(member.extra).get(UNICODE_PATH, b"")
+    if len(unicode_path) > 5 and unicode_path[0] == 1:
+        # Version 1, then the CRC-32 of the name it stands for: a stale one is ignored.
+        (crc,) = struct.unpack("<I", unicode_path[1:5])
+        if crc == zlib.crc32(raw):
+            with contextlib.suppress(UnicodeDecodeError):
+                return unicode_path[5:].decode("utf-8")
+    if raw.isascii():
+        return member.filename
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return member.filename
+
+
+def _extra_fields(extra: bytes) -> dict[int, bytes]:
+    fields = {}
+    while len(extra) >= 4:
+        kind, size = struct.unpack("<HH", extra[:4])
+        fields[kind], extra = extra[4 : 4 + size], extra[4 + size :]
+    return fields
 
 
 def _unpack(archive: zipfile.ZipFile, member: zipfile.ZipInfo, folder: Path, name: str) -> None:
@@ -335,6 +355,8 @@ def _check_member(name: str, m: zipfile.ZipInfo) -> None:
         raise IngestError(f"{name}: refusing absolute path entry {m.filename!r}")
     if ".." in PurePosixPath(path).parts:
         raise IngestError(f"{name}: refusing entry outside the target {m.filename!r}")
+    if "\x00" in path:
+        raise IngestError(f"{name}: refusing entry with a NUL in its name {m.filename!r}")
     if not PurePosixPath(path).parts:
         raise IngestError(f"{name}: refusing entry with an empty name {m.filename!r}")
     if stat.S_ISLNK(m.external_attr >> 16):

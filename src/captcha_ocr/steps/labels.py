@@ -95,7 +95,7 @@ def labelled_files(images_dir: Path) -> tuple[list[Labelled], Path | None]:
 def refuse_stray_tables(images_dir: Path, files: list[Path]) -> None:
     """A table that is not ``labels.csv`` would be skipped, and names give the labels."""
     for path in files:
-        if path.suffix.lower() in TABLE_SUFFIXES or path.stem.lower() == "labels":
+        if path.suffix.lower() in TABLE_SUFFIXES or path.name.lower() == "labels.txt":
             raise LabelsError(
                 f"{rel(path, images_dir)!r} looks like a labels file, but labels come only "
                 f"from a file named {LABELS_FILE} (header 'file,text'): rename it, or "
@@ -107,7 +107,7 @@ def label_problem(label: str) -> str | None:
     if label != label.strip():
         return f"label {label!r} starts or ends with white space"
     if not label.isprintable():
-        return f"label {label!r} holds a control character (a tab, a line break, ...)"
+        return f"label {label!r} holds a control or invisible character (a tab, a line break, ...)"
     return None
 
 
