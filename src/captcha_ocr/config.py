@@ -115,7 +115,7 @@ class TrainParams(Section):
     # "auto": about target_steps optimizer updates, whatever the set's size
     # (core/recipe.py, epochs_for): 10 to 200 epochs.
     epochs: Size | Literal["auto"] = "auto"
-    target_steps: int = Field(3000, ge=1, le=1_000_000)
+    target_steps: int = Field(6000, ge=1, le=1_000_000)
     batch_size: int = Field(8, ge=1)
     learning_rate: float = Field(2e-3, gt=0)
     warmup_epochs: int = Field(0, ge=0)

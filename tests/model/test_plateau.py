@@ -79,10 +79,10 @@ def test_a_resumed_training_remembers_it_left_the_plateau():
 @pytest.mark.parametrize(
     ("images", "batch", "epochs"),
     [
-        (747, 8, 32),  # captcha_images_v2's training split: 94 steps an epoch
-        (3200, 8, 10),  # 400 steps: 7.5 epochs would do, the floor is 10
-        (150, 8, 158),  # 19 steps an epoch
-        (20, 8, 200),  # 3 steps: capped at 200 epochs
+        (747, 8, 64),  # captcha_images_v2's training split: 94 steps an epoch
+        (3200, 8, 15),  # 400 steps an epoch
+        (20000, 8, 10),  # 2500 steps: 2.4 epochs would do, the floor is 10
+        (150, 8, 200),  # 19 steps an epoch: 316, capped at 200 epochs
     ],
 )
 def test_auto_epochs_aim_at_the_target_steps_within_bounds(images, batch, epochs):
