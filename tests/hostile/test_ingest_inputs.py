@@ -110,3 +110,30 @@ def test_a_missing_source_is_refused_by_name(project):
     result = project.run("ingest")
     assert_refused(result, "nowhere/captchas.zip", "no such file", before=before,
                    after=project.checksums())  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source", ["", "data/raw/captcha_images_v2.zip", "data"])
+def test_an_empty_source_or_one_at_ingests_outputs_is_refused_by_name(project, source):
+    # Empty is the project folder; DVC replaces ingest's outputs under a user's file.
+    before = project.checksums()
+    project.set_params("ingest", source=source)
+    result = project.run("ingest")
+    named = "ingest.source: is empty" if not source else "ingest's own output"
+    assert_refused(result, named, before=before, after=project.checksums())
+
+
+@pytest.mark.slow
+def test_a_labels_file_by_another_name_is_refused_not_skipped(project):
+    folder = project.root.parent / "misnamed"
+    folder.mkdir()
+    png = next((project.root / "data/raw/images").rglob("*.png")).read_bytes()
+    for name in ("0001.png", "0002.png"):
+        (folder / name).write_bytes(png)
+    (folder / "Labels.csv").write_text("file,text\n0001.png,aB3dE\n0002.png,fG4hI\n")
+    project.set_params("ingest", source=str(folder))
+    assert project.run("ingest").returncode == 0
+    before = project.checksums()
+    result = project.run("preprocess")
+    assert_refused(result, "'Labels.csv' looks like a labels file", before=before,
+                   after=project.checksums())  # fmt: skip
