@@ -88,19 +88,30 @@ def test_a_folder_with_a_link_out_of_it_is_refused_by_name(project):
 
 
 @pytest.mark.slow
-def test_a_labels_file_with_a_bad_row_is_refused_by_row(project):
+@pytest.mark.parametrize(
+    ("labels_file", "text", "named"),
+    [
+        (
+            "labels.csv",
+            "file,text\n0001.png,aB3dE\n0002.png,\n",
+            "row 3: empty label for '0002.png'",
+        ),
+        # Skipped, it would leave the file names as the labels.
+        ("Labels.csv", "file,text\n0001.png,aB3dE\n0002.png,fG4hI\n", "'Labels.csv' looks like a"),
+    ],
+)
+def test_a_bad_or_misnamed_labels_file_is_refused_by_name(project, labels_file, text, named):
     folder = project.root.parent / "labelled"
     folder.mkdir()
     png = next((project.root / "data/raw/images").rglob("*.png")).read_bytes()
     for name in ("0001.png", "0002.png"):
         (folder / name).write_bytes(png)
-    (folder / "labels.csv").write_text("file,text\n0001.png,aB3dE\n0002.png,\n")
+    (folder / labels_file).write_text(text)
     project.set_params("ingest", source=str(folder))
     assert project.run("ingest").returncode == 0
     before = project.checksums()
     result = project.run("preprocess")
-    assert_refused(result, "labels.csv", "row 3: empty label for '0002.png'", before=before,
-                   after=project.checksums())  # fmt: skip
+    assert_refused(result, labels_file, named, before=before, after=project.checksums())
 
 
 @pytest.mark.slow
@@ -121,19 +132,3 @@ def test_an_empty_source_or_one_at_ingests_outputs_is_refused_by_name(project, s
     result = project.run("ingest")
     named = "ingest.source: is empty" if not source else "ingest's own output"
     assert_refused(result, named, before=before, after=project.checksums())
-
-
-@pytest.mark.slow
-def test_a_labels_file_by_another_name_is_refused_not_skipped(project):
-    folder = project.root.parent / "misnamed"
-    folder.mkdir()
-    png = next((project.root / "data/raw/images").rglob("*.png")).read_bytes()
-    for name in ("0001.png", "0002.png"):
-        (folder / name).write_bytes(png)
-    (folder / "Labels.csv").write_text("file,text\n0001.png,aB3dE\n0002.png,fG4hI\n")
-    project.set_params("ingest", source=str(folder))
-    assert project.run("ingest").returncode == 0
-    before = project.checksums()
-    result = project.run("preprocess")
-    assert_refused(result, "'Labels.csv' looks like a labels file", before=before,
-                   after=project.checksums())  # fmt: skip
