@@ -125,7 +125,7 @@ def refuse_own_outputs(source: str, outputs: tuple[Path, ...]) -> None:
     """
     if source.startswith(("http://", "https://")) or is_remote_storage(source):
         return
-    local = Path(source.removeprefix("file://")).expanduser().resolve()
+    local = _local_path(source).resolve()
     for output in (o.resolve() for o in outputs):
         if local == output or local.is_relative_to(output):
             raise IngestError(
@@ -167,8 +167,12 @@ def check_digest(shown: str, path: Path, expected_sha256: str | None) -> None:
             )
 
 
+def _local_path(source: str) -> Path:
+    return Path(source.removeprefix("file://")).expanduser()
+
+
 def _copy_local(source: str, target: Path) -> None:
-    local = Path(source.removeprefix("file://")).expanduser()
+    local = _local_path(source)
     if local.is_dir():
         zip_folder(local, target, repr(source))
         return

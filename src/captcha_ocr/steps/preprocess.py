@@ -105,7 +105,8 @@ def check_files(
     """
     accepted: dict[str, Sample] = {}  # by sha256
     # The digest of what the model would see -> the sha256 of the sample kept:
-    # a copy saved again (other bytes, same pixels) must not land in another split.
+    # a copy, byte for byte or saved again (other bytes, same pixels), must not
+    # land in another split.
     by_pixels: dict[str, str] = {}
     rejected: list[dict] = []
     duplicates: list[dict] = []
@@ -117,13 +118,6 @@ def check_files(
     for entry in files:
         rel, digest, label = entry.file, entry.sha256, entry.label
         reason = resolved.label_problem(label)
-        if reason is None and digest in accepted:
-            first = accepted[digest]
-            if first.label == label:
-                duplicates.append({"file": rel, "same_bytes_as": first.file})
-                continue
-            mislabelled.setdefault(digest, []).append(rel)
-            reason = f"same image as {first.file}, which is labelled {first.label!r}"
         if reason is None:
             try:
                 image = resolved.decode(entry.path.read_bytes())
@@ -133,21 +127,22 @@ def check_files(
             pixels = content_digest(image.tobytes())
             if (kept := by_pixels.get(pixels)) is None:
                 by_pixels[pixels] = digest
-            elif accepted[kept].label != label:
+                accepted[digest] = Sample(rel, label, image, digest)
+                continue
+            first = accepted[kept]
+            if first.label != label:
                 mislabelled.setdefault(kept, []).append(rel)
-                reason = f"same picture as {accepted[kept].file}, labelled {accepted[kept].label!r}"
+                reason = f"same picture as {first.file}, which is labelled {first.label!r}"
             else:
-                sample, other = Sample(rel, label, image, digest), accepted[kept]
-                if rank(sample) < rank(other) and kept not in mislabelled:
+                sample = Sample(rel, label, image, digest)
+                if rank(sample) < rank(first) and kept not in mislabelled:
                     del accepted[kept]
                     accepted[digest], by_pixels[pixels] = sample, digest
-                    sample, other = other, sample
-                duplicates.append({"file": sample.file, "same_picture_as": other.file})
+                    sample, first = first, sample
+                same = "same_bytes_as" if sample.sha256 == first.sha256 else "same_picture_as"
+                duplicates.append({"file": sample.file, same: first.file})
                 continue
-        if reason:
-            rejected.append({"file": rel, "reason": reason})
-        else:
-            accepted[digest] = Sample(rel, label, image, digest)
+        rejected.append({"file": rel, "reason": reason})
     refused: dict[str, str] = {}  # file -> reason
     for digest, others in mislabelled.items():
         # Which label is right cannot be told: no copy is used.
