@@ -18,6 +18,7 @@ from mlflow import MlflowClient
 from captcha_ocr import cli
 from captcha_ocr.config import PromoteParams
 from captcha_ocr.promotion.gate import promote
+from captcha_ocr.serving.deploy import inference_service
 
 from ..registry.conftest import register
 from .serve_venv import run_in_venv, serve_venv
@@ -79,3 +80,15 @@ def test_a_store_on_this_machine_needs_a_storage_uri(champion, tmp_path, capsys)
     assert "--name 'Not_A_Name'" in capsys.readouterr().err
     assert cli.main(["deploy", "kserve", "--model", f"models:/{NAME}@nobody"]) == 1
     assert f"models:/{NAME}@nobody" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("tag", "served"),
+    [("openvino-int8", "openvino-int8"), ("onnxruntime-float32", "openvino-float32")],
+)
+def test_the_manifest_names_the_runtime_the_predictor_reads_with(tag, served):
+    # The serving image has OpenVINO alone: a float version's pyfunc uses
+    # onnxruntime, its predictor reads the same float network under OpenVINO.
+    source = {"uri": f"models:/{NAME}/3", "serving_runtime": tag}
+    manifest = inference_service(NAME, "s3://models/x", source)
+    assert manifest["metadata"]["annotations"]["captcha-ocr/serving-runtime"] == served

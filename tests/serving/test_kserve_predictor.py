@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from captcha_ocr.core.images import decode_image
-from captcha_ocr.core.runtimes import OpenVinoReader
+from captcha_ocr.core.runtimes import OnnxReader, OpenVinoReader
 from captcha_ocr.core.vocabulary import Vocabulary
 from captcha_ocr.serving.uploads import MAX_BATCH, MAX_IMAGE_BYTES
 from tests.helpers import free_port, stop, wait_until_up
@@ -68,7 +68,9 @@ def venv() -> Path:
 def predictor(request, venv, store, reader_file, captcha_pngs, tmp_path):
     """The predictor's URL; ``indirect`` parametrization gives its options."""
     options = {"workers": 1, **getattr(request, "param", {})}
-    version = register(reader_file, NAME, next(iter(captcha_pngs.values())), 0.9, 0.0)
+    # {"float_only": True}: the model of an export that did not keep the int8 copy.
+    reader = request.getfixturevalue("float_only") if options.pop("float_only", 0) else reader_file
+    version = register(reader, NAME, next(iter(captcha_pngs.values())), 0.9, 0.0)
     model_dir = mlflow.artifacts.download_artifacts(
         f"models:/{NAME}/{version}", dst_path=str(tmp_path / "mnt-models")
     )
@@ -126,6 +128,24 @@ def test_v2_protocol_reads_a_batch_of_real_captchas(predictor, reader_file, capt
     )
     assert status == 200, answer
     assert answer["outputs"][0]["data"] == [expected[0]] and answer["id"]
+
+
+@pytest.mark.parametrize("predictor", [{"float_only": True}], indirect=True)
+def test_a_float_only_model_reads_under_openvino_as_onnxruntime_reads_it(
+    predictor, venv, float_only, captcha_pngs
+):
+    # The serving venv has one runtime: OpenVINO reads the float network too.
+    assert run_in_venv(venv, ["-c", "import onnxruntime"]).returncode != 0
+    pngs = list(captcha_pngs.values())[:8]
+    status, answer = call(f"{predictor}/v2/models/{NAME}/infer", infer_body(list(map(b64, pngs))))
+    assert status == 200, answer
+    vocabulary = Vocabulary.load(float_only.with_name("vocabulary.json"))
+    onnxruntime = OnnxReader(float_only.with_name("captcha_network.onnx"), vocabulary)
+    expected, confidence = onnxruntime.read(np.stack([decode_image(p, 50, 200) for p in pngs]))
+    assert any(expected)  # untrained weights read garbage: we compare that
+    outputs = {o["name"]: o["data"] for o in answer["outputs"]}
+    assert outputs["text"] == expected
+    np.testing.assert_allclose(outputs["confidence"], confidence, rtol=1e-4)
 
 
 @pytest.mark.parametrize("predictor", [{"workers": 2}], indirect=True)

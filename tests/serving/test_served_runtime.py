@@ -10,7 +10,6 @@ and a request of N images is one network call.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -56,15 +55,6 @@ def load_in_fresh_process(uri: str, pngs: list[bytes], folder: Path) -> dict:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.splitlines()[-1])
-
-
-@pytest.fixture(scope="module")
-def float_only(reader_file, tmp_path_factory) -> Path:
-    """The same reader as an export with ``export.int8: false`` leaves it."""
-    folder = tmp_path_factory.mktemp("float-only")
-    for name in ("captcha_reader.keras", "captcha_network.onnx", "vocabulary.json"):
-        shutil.copy(reader_file.with_name(name), folder / name)
-    return folder / "captcha_reader.keras"
 
 
 @pytest.mark.parametrize(

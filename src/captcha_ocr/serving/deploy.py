@@ -38,6 +38,12 @@ CLUSTER_SCHEMES = ("s3", "gs", "https", "http", "pvc", "hdfs", "webhdfs", "oci",
 NAME = re.compile(r"[a-z]([-a-z0-9]{0,43}[a-z0-9])?")
 
 
+def predictor_runtime(serving_runtime: str) -> str:
+    """How the predictor reads a version tagged ``serving_runtime`` (its pyfunc's runtime):
+    under OpenVINO, the serving image's one runtime, the int8 network if it has one."""
+    return "openvino-int8" if serving_runtime == "openvino-int8" else "openvino-float32"
+
+
 def inference_service(
     name: str,
     storage_uri: str,
@@ -51,7 +57,7 @@ def inference_service(
         "labels": {"app.kubernetes.io/name": "captcha-ocr"},
         "annotations": {
             "captcha-ocr/model": source["uri"],
-            "captcha-ocr/serving-runtime": source.get("serving_runtime", ""),
+            "captcha-ocr/serving-runtime": predictor_runtime(source.get("serving_runtime", "")),
         },
     }
     if namespace:

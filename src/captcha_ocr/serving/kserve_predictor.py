@@ -5,8 +5,9 @@
 Runs in the serving environment (``requirements-serve.txt``: no TensorFlow, no MLflow):
 the MLflow model in ``--model_dir`` (where KServe's storage initializer puts
 the version's files) is opened as the demo opens it: its MLmodel is checked,
-and its network reads under the runtime it was registered with (OpenVINO int8
-or onnxruntime). None of the code that came with the model runs.
+and its network reads under OpenVINO, the image's one runtime: the int8 network
+when export kept it, else the float one (in float32, as onnxruntime reads it).
+None of the code that came with the model runs.
 
 ``--workers N`` (kserve's option) serves from N processes, each opening the
 network on its share of the cores (``available_cores``), less one for its event loop.
@@ -23,8 +24,8 @@ protocol.
 
 Why the kserve SDK and not MLServer's MLflow runtime: that runtime needs the
 full ``mlflow`` package (scipy, scikit-learn, pyarrow, ...) and pins
-``fastapi<0.116``; this predictor needs the kserve SDK, the two runtimes,
-NumPy and Pillow, and reads the model's files as data (docs/operations.md#kserve).
+``fastapi<0.116``; this predictor needs the kserve SDK, OpenVINO, NumPy and
+Pillow, and reads the model's files as data (docs/operations.md#kserve).
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ from captcha_ocr.core.runtimes import available_cores
 from captcha_ocr.serving.body_limit import limit_request_bodies
 from captcha_ocr.serving.shared_calls import SharedCalls
 from captcha_ocr.serving.uploads import INPUT_COLUMN, MAX_REQUEST_BYTES, BadImages, decode_values
+
+# OpenVINO reads both networks, so the image needs no onnxruntime (77 MiB): with
+# one runtime it is under a quarter of the training install (bench/README.md).
+RUNTIME = "openvino"
 
 INPUT = {"name": INPUT_COLUMN, "datatype": "BYTES", "shape": [-1]}
 OUTPUTS = [
@@ -80,11 +85,14 @@ class CaptchaPredictor(kserve.Model):
         from captcha_ocr.serving.readers import open_mlflow_reader
 
         # The model's files are read as data, as the demo reads them: its MLmodel is
-        # checked, then its network opens under the runtime it names, by the code
-        # installed in this image. Nothing that came with the model runs, and
+        # checked, then its network opens under OpenVINO, by the code installed in
+        # this image. Nothing that came with the model runs, and
         # MLflow's DataFrame checks are skipped (the V2 tensor is checked here).
         self.reader = reader = open_mlflow_reader(
-            self.model_dir, folder=Path(self.model_dir), threads=self.network_threads
+            self.model_dir,
+            folder=Path(self.model_dir),
+            threads=self.network_threads,
+            runtime=RUNTIME,
         )
         colour = (reader.channels,) if reader.channels > 1 else ()
         reader.read(np.full((1, reader.height, reader.width, *colour), 255, np.uint8))

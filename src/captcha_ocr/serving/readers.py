@@ -95,9 +95,12 @@ def resolve_model_uri(uri: str) -> dict[str, str]:
     return source
 
 
-def open_mlflow_reader(uri: str, folder: Path | None = None, threads: int | None = None):
+def open_mlflow_reader(
+    uri: str, folder: Path | None = None, threads: int | None = None, runtime: str | None = None
+):
     """The reader in the MLflow model at ``uri`` (or the local ``folder``), checked first;
-    its exported network computes on ``threads`` threads (default: the runtime's)."""
+    its exported network computes on ``threads`` threads (default: the runtime's),
+    under ``runtime`` if given, else under the one the model was registered with."""
     root = folder if folder is not None else artifact_root(uri)
     with tempfile.TemporaryDirectory(prefix="captcha-ocr-model-") as scratch:
         mlmodel = fetch(uri, root, "MLmodel", scratch)
@@ -109,7 +112,7 @@ def open_mlflow_reader(uri: str, folder: Path | None = None, threads: int | None
             if served:
                 # Both runtimes read the whole file into memory: the scratch copy may go.
                 vocabulary = fetch(uri, root, served[1], scratch)
-                return open_served_network(local, vocabulary, served[2], threads)
+                return open_served_network(local, vocabulary, runtime or served[2], threads)
             from captcha_ocr.core.model import CaptchaReader  # an older version: Keras
 
             # Keras reads the whole archive into memory: the scratch copy may go.
