@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import random
 from pathlib import Path
+
+from captcha_ocr.config import PreprocessParams
+from captcha_ocr.steps.preprocess import preprocess
 
 SYMBOLS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -71,3 +75,33 @@ def write_labels_csv(path: Path, rows: list[tuple[str, str]], header=("file", "t
         writer.writerow(header)
         writer.writerows(rows)
     return path
+
+
+def case_set(folder: Path) -> dict[str, str]:
+    """Labels that differ only in case, under plain file names, listed in labels.csv."""
+    folder.mkdir(parents=True)
+    labels = {}
+    for i, text in enumerate(["aB3dE", "Ab3De", "AB3DE", "ab3de"] * 6):
+        name = f"{i:04d}.png"
+        (folder / name).write_bytes(captcha_png(text, seed=i))
+        labels[name] = text
+    write_labels_csv(folder / "labels.csv", sorted(labels.items()))
+    return labels
+
+
+def run_preprocess(tmp_path: Path, images_dir: Path, **params) -> tuple[dict, Path]:
+    """Preprocess ``images_dir`` into ``tmp_path / "out"``; its report and that folder."""
+    out = tmp_path / "out"
+    info = tmp_path / "ingest.json"
+    info.parent.mkdir(parents=True, exist_ok=True)
+    info.write_text(json.dumps({"sha256": "v1"}))
+    report = preprocess(
+        PreprocessParams(**params),
+        images_dir=images_dir,
+        splits_dir=out / "splits",
+        arrays_dir=out / "prepared",
+        vocabulary_path=out / "vocabulary.json",
+        report_path=out / "data_report.json",
+        info_path=info,
+    )
+    return report, out

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -12,33 +11,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from captcha_ocr.config import IngestParams, PreprocessParams
+from captcha_ocr.config import IngestParams
 from captcha_ocr.core.images import decode_image
 from captcha_ocr.core.splits import assign, content_digest
 from captcha_ocr.core.vocabulary import ReadingSpec, Vocabulary
-from captcha_ocr.files import read_text_table
 from captcha_ocr.steps.ingest import IngestError, ingest
-from captcha_ocr.steps.preprocess import DataError, preprocess, split_identity
-from tests.own_data import SYMBOLS, captcha_folder, captcha_png, write_labels_csv
+from tests.own_data import SYMBOLS, captcha_folder, captcha_png, case_set, run_preprocess
 
 FRACTIONS = {"val_fraction": 0.2, "test_fraction": 0.2}
-
-
-def run(tmp_path: Path, images_dir: Path, **params) -> tuple[dict, Path]:
-    out = tmp_path / "out"
-    info = tmp_path / "ingest.json"
-    info.parent.mkdir(parents=True, exist_ok=True)
-    info.write_text(json.dumps({"sha256": "v1"}))
-    report = preprocess(
-        PreprocessParams(**params),
-        images_dir=images_dir,
-        splits_dir=out / "splits",
-        arrays_dir=out / "prepared",
-        vocabulary_path=out / "vocabulary.json",
-        report_path=out / "data_report.json",
-        info_path=info,
-    )
-    return report, out
 
 
 def encoded(image: Image.Image, kind: str, **options) -> bytes:
@@ -119,7 +99,7 @@ def colour_set(tmp_path_factory) -> tuple[Path, dict[str, str]]:
 
 def test_auto_params_are_read_from_the_training_images(tmp_path, colour_set):
     images_dir, labels = colour_set
-    report, out = run(tmp_path, images_dir, **FRACTIONS)
+    report, out = run_preprocess(tmp_path, images_dir, **FRACTIONS)
     resolved = report["resolved"]
     assert (resolved["image_height"], resolved["image_width"], resolved["channels"]) == (60, 160, 3)
     assert set(resolved["auto"]) == {
@@ -154,7 +134,7 @@ def test_val_and_test_images_do_not_shape_the_auto_params(tmp_path, colour_set):
     extra.mkdir()
     for name in (images_dir / "set").iterdir():
         (extra / name.name).write_bytes(name.read_bytes())
-    before, _ = run(tmp_path / "before", extra, **FRACTIONS)
+    before, _ = run_preprocess(tmp_path / "before", extra, **FRACTIONS)
     added = 0
     for seed in range(200):
         data = captcha_png("a1b2", width=300, height=90, seed=seed)
@@ -163,7 +143,7 @@ def test_val_and_test_images_do_not_shape_the_auto_params(tmp_path, colour_set):
             added += 1
         if added == 3:
             break
-    after, out = run(tmp_path / "after", extra, max_rejected_fraction=0.0, **FRACTIONS)
+    after, out = run_preprocess(tmp_path / "after", extra, max_rejected_fraction=0.0, **FRACTIONS)
     assert after["resolved"] == before["resolved"]
     assert len(after["outside_training"]) == 3
     assert all(
@@ -177,111 +157,11 @@ def test_a_grey_set_is_read_in_grey(tmp_path, captcha_pngs):
     images_dir.mkdir()
     for label, data in captcha_pngs.items():
         (images_dir / f"{label}.png").write_bytes(data)
-    report, out = run(tmp_path, images_dir, val_fraction=0.25, test_fraction=0.25)
+    report, out = run_preprocess(tmp_path, images_dir, val_fraction=0.25, test_fraction=0.25)
     assert report["resolved"]["channels"] == 1
     assert (report["resolved"]["image_height"], report["resolved"]["image_width"]) == (50, 200)
     with np.load(out / "prepared" / "train.npz") as arrays:
         assert arrays["images"].ndim == 3
-
-
-def case_set(folder: Path) -> dict[str, str]:
-    """Labels that differ only in case, under plain file names, listed in labels.csv."""
-    folder.mkdir(parents=True)
-    labels = {}
-    for i, text in enumerate(["aB3dE", "Ab3De", "AB3DE", "ab3de"] * 6):
-        name = f"{i:04d}.png"
-        (folder / name).write_bytes(captcha_png(text, seed=i))
-        labels[name] = text
-    write_labels_csv(folder / "labels.csv", sorted(labels.items()))
-    return labels
-
-
-def test_case_sensitive_labels_from_a_csv_round_trip(tmp_path):
-    labels = case_set(tmp_path / "images" / "set")
-    report, out = run(tmp_path, tmp_path / "images", val_fraction=0.25, test_fraction=0.25)
-    splits = pd.concat(
-        pd.read_csv(out / "splits" / f"{n}.csv", dtype=str) for n in ("train", "val", "test")
-    )
-    assert {f"set/{name}": text for name, text in labels.items()} == dict(
-        zip(splits["file"], splits["label"], strict=True)
-    )
-    assert Vocabulary.load(out / "vocabulary.json").characters == "3ABDEabde"
-    assert report["accepted"] == len(labels)
-
-
-def test_labels_pandas_would_read_as_missing_stay_labels(tmp_path):
-    # "NA", "null", "nan" are captcha texts too; read as missing, they broke
-    # training after its first epoch and gave the test split another identity.
-    folder = tmp_path / "images"
-    folder.mkdir()
-    labels = {}
-    for i, text in enumerate(["NA", "null", "nan", "None", "NULL", "N/A"] * 4):
-        labels[f"{i:04d}.png"] = text
-        (folder / f"{i:04d}.png").write_bytes(captcha_png(text, seed=i))
-    write_labels_csv(folder / "labels.csv", sorted(labels.items()))
-    report, out = run(tmp_path, folder, val_fraction=0.25, test_fraction=0.25)
-    for name in ("train", "val", "test"):
-        split = read_text_table(out / "splits" / f"{name}.csv")
-        assert set(split["label"]) <= set(labels.values())
-        assert split_identity(name, out / "splits") == report["split_digests"][name]
-
-
-@pytest.mark.parametrize(
-    ("rows", "message"),
-    [
-        ([("0000.png", "aB3dE"), ("nowhere.png", "xyz12")], r"row 3: no file 'nowhere.png'"),
-        ([("0000.png", "aB3dE"), ("0000.png", "Ab3De")], r"row 3: '0000.png' is listed twice"),
-        ([("0000.png", "")], r"row 2: empty label for '0000.png'"),
-        ([("../0000.png", "aB3dE")], r"row 2: file '../0000.png' is outside"),
-        ([("0000.png", "aB3dE", "extra")], r"row 2: 3 fields"),
-        ([], r"'0001.png' has no row"),
-    ],
-)
-def test_a_bad_labels_file_is_refused_naming_the_row(tmp_path, rows, message):
-    folder = tmp_path / "images"
-    case_set(folder)
-    write_labels_csv(folder / "labels.csv", [*rows, *([("0000.png", "aB3dE")] if not rows else [])])
-    with pytest.raises(DataError, match=message):
-        run(tmp_path, folder)
-    assert not (tmp_path / "out").exists()
-
-
-@pytest.mark.parametrize("table", ["Labels.csv", "labels.txt", "sub/names.tsv", "answers.CSV"])
-def test_a_labels_file_by_another_name_is_refused_not_skipped(tmp_path, table):
-    # Skipped, it would leave the file names (0000, 0001, ...) as the labels.
-    folder = tmp_path / "images"
-    case_set(folder)
-    (folder / table).parent.mkdir(exist_ok=True)
-    (folder / "labels.csv").rename(folder / table)
-    with pytest.raises(DataError, match=rf"{table}' looks like a labels file"):
-        run(tmp_path, folder)
-    assert not (tmp_path / "out").exists()
-
-
-@pytest.mark.parametrize("name", ["abcde .png", " abcde.png", "ab\tcd.png", "ab\ncd.png"])
-def test_a_file_name_label_with_white_space_at_an_end_or_a_control_is_refused(tmp_path, name):
-    folder = tmp_path / "images"
-    captcha_folder(folder, 20)
-    (folder / name).write_bytes(captcha_png("abcde"))
-    with pytest.raises(DataError, match=re.escape(repr(name))):
-        run(tmp_path, folder)
-    assert not (tmp_path / "out").exists()
-
-
-def test_a_set_with_no_files_says_so(tmp_path):
-    folder = tmp_path / "images"
-    folder.mkdir()
-    (folder / ".hidden.png").write_bytes(captcha_png("abcde"))
-    with pytest.raises(DataError, match="no files in the set"):
-        run(tmp_path, folder)
-
-
-def test_a_labels_file_without_its_header_is_refused(tmp_path):
-    folder = tmp_path / "images"
-    case_set(folder)
-    write_labels_csv(folder / "labels.csv", [("0000.png", "aB3dE")], header=("name", "label"))
-    with pytest.raises(DataError, match=r"labels.csv: row 1 must be the header 'file,text'"):
-        run(tmp_path, folder)
 
 
 # --- a folder as the source ---------------------------------------------------
@@ -335,7 +215,7 @@ def test_a_reader_of_case_sensitive_labels_keeps_their_case(tmp_path, capsys):
     from tests.helpers import UNTRAINED
 
     case_set(tmp_path / "images" / "set")
-    _, out = run(tmp_path, tmp_path / "images", val_fraction=0.25, test_fraction=0.25)
+    _, out = run_preprocess(tmp_path, tmp_path / "images", val_fraction=0.25, test_fraction=0.25)
     vocabulary = Vocabulary.load(out / "vocabulary.json")
     spec = ReadingSpec.load(out / "vocabulary.json")
     assert spec is not None

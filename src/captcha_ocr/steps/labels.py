@@ -10,6 +10,11 @@ and a table by another name (``Labels.csv``, ``labels.txt``, ``x.tsv``) is
 refused rather than skipped. A label is refused, whichever way it came, when
 it starts or ends with white space or holds a control character.
 
+Text is compared in Unicode's composed form (NFC): macOS writes ``é`` in a file
+name as ``e`` and a combining accent (NFD), which would make it two symbols
+to learn, and a CSV row typed ``café.png`` would find no file. Labels are
+NFC; a row's file name finds the file whose name is the same in NFC.
+
 A CSV is what makes labels that differ only in case work everywhere: on
 case-insensitive storage (macOS, Windows) ``aB3dE.png`` and ``Ab3De.png`` are
 one file, while ``0001.png`` and ``0002.png`` are two.
@@ -18,6 +23,7 @@ one file, while ``0001.png`` and ``0002.png`` are two.
 from __future__ import annotations
 
 import csv
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -74,21 +80,35 @@ def labelled_files(images_dir: Path) -> tuple[list[Labelled], Path | None]:
     labels_file = find_labels_file(images_dir, files)
     if labels_file is None:
         refuse_stray_tables(images_dir, files)
-        found = [Labelled(rel(p, images_dir), p, p.stem) for p in files]
+        found = [Labelled(rel(p, images_dir), p, nfc(p.stem)) for p in files]
         problems = [f"{s.file!r}: {why}" for s in found if (why := label_problem(s.label))]
         refuse(images_dir, problems, "rename the files, or label them with a labels.csv")
         return found, None
     labels = read_labels(labels_file)
     folder = labels_file.parent
     problems = []
-    for row, name in labels.rows_without_file(folder):
-        problems.append(f"row {row}: no file {name!r} in the set")
-    listed = {folder / name for name in labels.texts}
+    on_disk: dict[str, Path] = {}  # NFC name, relative to the CSV's folder -> the file
+    for path in files:
+        if path.is_relative_to(folder):
+            name = nfc(rel(path, folder))
+            if name in on_disk:
+                problems.append(
+                    f"{rel(on_disk[name], images_dir)!r} and {rel(path, images_dir)!r} are "
+                    "one name written two ways (Unicode NFC and NFD): rename one"
+                )
+            on_disk[name] = path
+    paths = {}
+    for name, row in labels.rows.items():
+        if name in on_disk:
+            paths[name] = on_disk[name]
+        else:
+            problems.append(f"row {row}: no file {name!r} in the set")
+    listed = set(paths.values())
     for path in files:
         if path != labels_file and path not in listed:
             problems.append(f"{rel(path, images_dir)!r} has no row (every image needs a label)")
     refuse(labels_file, labels.problems + problems)
-    found = [Labelled(rel(folder / n, images_dir), folder / n, t) for n, t in labels.texts.items()]
+    found = [Labelled(rel(paths[n], images_dir), paths[n], t) for n, t in labels.texts.items()]
     return sorted(found, key=lambda s: s.file), labels_file
 
 
@@ -115,14 +135,15 @@ def rel(path: Path, images_dir: Path) -> str:
     return path.relative_to(images_dir).as_posix()
 
 
+def nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
+
+
 @dataclass
 class Labels:
-    texts: dict[str, str]  # file (relative to the CSV's folder) -> label
+    texts: dict[str, str]  # file (relative to the CSV's folder, NFC) -> label (NFC)
     rows: dict[str, int]  # file -> the CSV row it was on
     problems: list[str]
-
-    def rows_without_file(self, folder: Path) -> list[tuple[int, str]]:
-        return [(self.rows[n], n) for n in self.texts if not (folder / n).is_file()]
 
 
 def read_labels(path: Path) -> Labels:
@@ -140,13 +161,13 @@ def read_labels(path: Path) -> Labels:
         if not row:
             continue  # a blank line
         problem = row_problem(row)
-        name = row[0].strip().replace("\\", "/") if row else ""
+        name = nfc(PurePosixPath(row[0].strip().replace("\\", "/")).as_posix()) if row else ""
         if problem is None and name in labels.texts:
             problem = f"{name!r} is listed twice (first on row {labels.rows[name]})"
         if problem:
             labels.problems.append(f"row {row_number}: {problem}")
             continue
-        labels.texts[name], labels.rows[name] = row[1], row_number
+        labels.texts[name], labels.rows[name] = nfc(row[1]), row_number
     if not labels.texts and not labels.problems:
         raise LabelsError(f"{path}: no rows under the header")
     return labels
