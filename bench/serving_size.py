@@ -23,7 +23,9 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 
-def closure(requirements: list[str]) -> dict[str, Distribution]:
+def closure(requirements: list[str], strict: bool = False) -> dict[str, Distribution]:
+    """The installed distributions these requirements and theirs need (a missing one
+    raises PackageNotFoundError); with ``strict``, each installed version must match."""
     found: dict[str, Distribution] = {}
     todo = [Requirement(r) for r in requirements]
     while todo:
@@ -32,6 +34,8 @@ def closure(requirements: list[str]) -> dict[str, Distribution]:
         if name in found:
             continue
         found[name] = dist = distribution(requirement.name)
+        if strict and not requirement.specifier.contains(dist.version, prereleases=True):
+            raise ValueError(f"{requirement}: {dist.version} is installed")
         for extra in requirement.extras or {""}:
             for dependency in map(Requirement, dist.requires or []):
                 if dependency.marker is None or dependency.marker.evaluate({"extra": extra}):

@@ -16,15 +16,14 @@ import json
 import os
 import subprocess
 import sys
-from importlib.metadata import Distribution, distribution
+from importlib.metadata import Distribution
 from pathlib import Path, PurePath
 
 import mlflow
 import pytest
 import yaml
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
 
+from bench.serving_size import closure
 from captcha_ocr.core.images import decode_image
 from captcha_ocr.core.runtimes import OpenVinoReader
 from captcha_ocr.core.vocabulary import Vocabulary
@@ -44,25 +43,6 @@ image = base64.b64encode(open(sys.argv[2], "rb").read()).decode()
 texts = model.predict(pd.DataFrame({"image": [image]}))["text"].tolist()
 print(json.dumps({"code": captcha_ocr.__file__, "texts": texts}))
 """
-
-
-def dependency_closure(requirements: list[str]) -> dict[str, Distribution]:
-    """The installed distributions these requirements and theirs need; each pin must hold."""
-    found: dict[str, Distribution] = {}
-    todo = [Requirement(r) for r in requirements]
-    while todo:
-        requirement = todo.pop()
-        name = canonicalize_name(requirement.name)
-        if name in found:
-            continue
-        dist = distribution(requirement.name)  # PackageNotFoundError: cannot be built here
-        assert requirement.specifier.contains(dist.version, prereleases=True), requirement
-        found[name] = dist
-        for extra in requirement.extras or {""}:
-            for dependency in map(Requirement, dist.requires or []):
-                if dependency.marker is None or dependency.marker.evaluate({"extra": extra}):
-                    todo.append(dependency)
-    return found
 
 
 def link_site(folder: Path, dists: dict[str, Distribution]) -> Path:
@@ -92,7 +72,7 @@ def test_the_model_builds_from_its_own_code_and_public_packages(
     python = yaml.safe_load((model / "python_env.yaml").read_text())["python"]
     assert python.startswith("3.11."), python
 
-    site = link_site(tmp_path / "site", dependency_closure(declared))
+    site = link_site(tmp_path / "site", closure(declared, strict=True))
     (tmp_path / "one.png").write_bytes(png)
     env = {"PATH": os.defpath, "HOME": str(tmp_path), "PYTHONPATH": str(site)}
     loaded = subprocess.run(
