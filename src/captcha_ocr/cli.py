@@ -27,7 +27,7 @@ STEPS = (
     "deploy",
 )
 # What the project venv has and the serving venv does not.
-PROJECT_ONLY = {"mlflow", "tensorflow", "keras", "dvc", "kfp", "onnx"}
+PROJECT_ONLY = {"mlflow", "tensorflow", "keras", "dvc", "kfp", "onnx", "onnxruntime"}
 # The module that runs each command, under captcha_ocr.
 MODULES = {
     **{step: f"steps.{step}" for step in STEPS[:7]},

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import importlib.util
 import json
 import subprocess
 import urllib.error
@@ -21,6 +22,7 @@ import mlflow
 import numpy as np
 import pytest
 
+from captcha_ocr import cli
 from captcha_ocr.core.images import decode_image
 from captcha_ocr.core.runtimes import OnnxReader, OpenVinoReader
 from captcha_ocr.core.vocabulary import Vocabulary
@@ -274,3 +276,7 @@ def test_a_project_command_in_the_serving_venv_says_where_to_run_it(venv, tmp_pa
         assert done.returncode == 1, done.stdout + done.stderr
         assert "which this Python environment lacks: run it from the project venv" in done.stderr
         assert "Traceback" not in done.stderr
+    # The list of what only the project venv has holds for both venvs.
+    for module in sorted(cli.PROJECT_ONLY):
+        assert importlib.util.find_spec(module) is not None, module
+        assert run_in_venv(venv, ["-c", f"import {module}"]).returncode != 0, module
