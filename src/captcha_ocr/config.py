@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -83,6 +84,12 @@ class PreprocessParams(Section):
     limit: int | None = Field(
         default=None, gt=0, description="use only this many images (quick runs, tests)"
     )
+
+    @field_validator("allowed_chars")
+    @classmethod
+    def _composed(cls, chars: str) -> str:
+        # Labels are NFC (steps/labels.py): "e" and a combining accent typed here is "é".
+        return unicodedata.normalize("NFC", chars)
 
     @model_validator(mode="after")
     def _check(self) -> PreprocessParams:

@@ -44,6 +44,12 @@ def test_an_empty_source_is_refused_by_name(tmp_path, source):
         load_params(write(tmp_path, {"ingest": {"source": source}}))
 
 
+def test_allowed_chars_are_read_composed_as_labels_are(tmp_path):
+    # A combining accent typed after "e" is "é", the one symbol NFC labels hold.
+    params = load_params(write(tmp_path, {"preprocess": {"allowed_chars": "abce\u0301"}}))
+    assert params.preprocess.allowed_chars == "abc\u00e9"
+
+
 def test_impossible_split_is_refused(tmp_path):
     with pytest.raises(ParamsError, match="nothing to train on"):
         load_params(write(tmp_path, {"preprocess": {"val_fraction": 0.5, "test_fraction": 0.5}}))

@@ -17,6 +17,7 @@ from mlflow import MlflowClient
 
 from captcha_ocr import cli
 from captcha_ocr.config import PromoteParams
+from captcha_ocr.errors import CaptchaOcrError
 from captcha_ocr.promotion.gate import promote
 from captcha_ocr.serving.deploy import inference_service
 
@@ -92,3 +93,9 @@ def test_the_manifest_names_the_runtime_the_predictor_reads_with(tag, served):
     source = {"uri": f"models:/{NAME}/3", "serving_runtime": tag}
     manifest = inference_service(NAME, "s3://models/x", source)
     assert manifest["metadata"]["annotations"]["captcha-ocr/serving-runtime"] == served
+
+
+def test_a_version_with_an_unknown_runtime_tag_is_refused_by_name():
+    source = {"uri": f"models:/{NAME}/3", "serving_runtime": "tensorrt-fp16"}
+    with pytest.raises(CaptchaOcrError, match=r"serving_runtime tag 'tensorrt-fp16': expected"):
+        inference_service(NAME, "s3://models/x", source)

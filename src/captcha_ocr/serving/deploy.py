@@ -38,10 +38,17 @@ CLUSTER_SCHEMES = ("s3", "gs", "https", "http", "pvc", "hdfs", "webhdfs", "oci",
 NAME = re.compile(r"[a-z]([-a-z0-9]{0,43}[a-z0-9])?")
 
 
+# How the predictor reads a version, by its serving_runtime tag (its pyfunc's runtime):
+# under OpenVINO, the serving image's one runtime, the int8 network if it has one.
+PREDICTOR_RUNTIMES = {"openvino-int8": "openvino-int8", "onnxruntime-float32": "openvino-float32"}
+
+
 def predictor_runtime(serving_runtime: str) -> str:
-    """How the predictor reads a version tagged ``serving_runtime`` (its pyfunc's runtime):
-    under OpenVINO, the serving image's one runtime, the int8 network if it has one."""
-    return "openvino-int8" if serving_runtime == "openvino-int8" else "openvino-float32"
+    if serving_runtime not in PREDICTOR_RUNTIMES:
+        raise CaptchaOcrError(
+            f"serving_runtime tag {serving_runtime!r}: expected one of {sorted(PREDICTOR_RUNTIMES)}"
+        )
+    return PREDICTOR_RUNTIMES[serving_runtime]
 
 
 def inference_service(

@@ -49,7 +49,7 @@ from captcha_ocr.serving.body_limit import limit_request_bodies
 from captcha_ocr.serving.shared_calls import SharedCalls
 from captcha_ocr.serving.uploads import INPUT_COLUMN, MAX_REQUEST_BYTES, BadImages, decode_values
 
-# OpenVINO reads both networks, so the image needs no onnxruntime (77 MiB): with
+# OpenVINO reads both networks, so the image needs no onnxruntime (76 MiB): with
 # one runtime it is under a quarter of the training install (bench/README.md).
 RUNTIME = "openvino"
 

@@ -7,7 +7,8 @@ alone and must describe this project's reader: the python_function flavor
 loaded from code (``pyfunc_model.py``), nothing else. Its network (ONNX)
 and vocabulary artifacts are then fetched and opened under the runtime the
 model serves with (its ``runtime`` config), so the demo reads as the served
-model does; a version registered before the ONNX network was served has only
+model does (the KServe predictor names OpenVINO instead, its image's one
+runtime); a version registered before the ONNX network was served has only
 a ``.keras`` artifact, opened in Keras safe mode. Either way by the code
 installed here: the model's own code files are never run.
 """
@@ -110,7 +111,7 @@ def open_mlflow_reader(
         local = fetch(uri, root, artifact, scratch)
         try:
             if served:
-                # Both runtimes read the whole file into memory: the scratch copy may go.
+                # Each runtime reads the whole file into memory: the scratch copy may go.
                 vocabulary = fetch(uri, root, served[1], scratch)
                 return open_served_network(local, vocabulary, runtime or served[2], threads)
             from captcha_ocr.core.model import CaptchaReader  # an older version: Keras
@@ -125,7 +126,8 @@ def open_mlflow_reader(
 def open_served_network(
     network: Path, vocabulary_file: Path, runtime: str, threads: int | None = None
 ):
-    """The network under the runtime the registered model serves with."""
+    """The network under ``runtime``: the one the registered model serves with, or
+    the caller's choice (the KServe predictor's OpenVINO)."""
     from captcha_ocr.core.runtimes import open_network
     from captcha_ocr.core.vocabulary import Vocabulary
 

@@ -3,7 +3,7 @@
 The rule: when the ingested set holds a file named ``labels.csv`` (the
 shallowest one; two at the same depth are refused), every label comes from it.
 Its header is ``file,text``; ``file`` is the image's path relative to the
-CSV's folder, ``text`` its label, kept exactly as written (case included).
+CSV's folder, ``text`` its label, kept as written (case included; in NFC, below).
 Every other file in the set must have a row, and every row a file.
 Without a CSV, a file's label is its name without the extension, case kept,
 and a table by another name (``Labels.csv``, ``labels.txt``, ``x.tsv``) is
@@ -87,23 +87,30 @@ def labelled_files(images_dir: Path) -> tuple[list[Labelled], Path | None]:
     labels = read_labels(labels_file)
     folder = labels_file.parent
     problems = []
-    on_disk: dict[str, Path] = {}  # NFC name, relative to the CSV's folder -> the file
+    on_disk: dict[str, list[Path]] = {}  # NFC name, relative to the CSV's folder -> files
     for path in files:
         if path.is_relative_to(folder):
-            name = nfc(rel(path, folder))
-            if name in on_disk:
-                problems.append(
-                    f"{rel(on_disk[name], images_dir)!r} and {rel(path, images_dir)!r} are "
-                    "one name written two ways (Unicode NFC and NFD): rename one"
-                )
-            on_disk[name] = path
+            on_disk.setdefault(nfc(rel(path, folder)), []).append(path)
     paths = {}
+    listed = set()
     for name, row in labels.rows.items():
-        if name in on_disk:
-            paths[name] = on_disk[name]
+        matches = on_disk.get(name, [])
+        listed.update(matches)
+        if len(matches) == 1:
+            paths[name] = matches[0]
+        elif matches:  # printed with escapes: on screen the two names look the same
+            two = " and ".join(ascii(rel(p, images_dir)) for p in matches)
+            problems.append(
+                f"row {row}: {two} are one name written two ways (Unicode composed and "
+                "decomposed): rename one"
+            )
+        elif (folder / name).is_file():
+            problems.append(
+                f"row {row}: {name!r} is not part of the set (names starting with '.' "
+                "and __MACOSX folders are skipped): rename it"
+            )
         else:
             problems.append(f"row {row}: no file {name!r} in the set")
-    listed = set(paths.values())
     for path in files:
         if path != labels_file and path not in listed:
             problems.append(f"{rel(path, images_dir)!r} has no row (every image needs a label)")
