@@ -70,6 +70,18 @@ def test_unflagged_utf8_names_keep_their_letters(tmp_path, captcha_pngs):
     assert found == set(names)
 
 
+def test_backslash_separated_names_unpack_into_folders(tmp_path, captcha_pngs):
+    # As old Windows tools write them; unpacked literally, "sub\\AB12C" would be the label.
+    png = next(iter(captcha_pngs.values()))
+    names = [b"sub\\", b"sub\\AB12C.png", b"sub\\deep\\XY34Z.png", b"top.png"]
+    source = zip_with_raw_names(tmp_path / "set.zip", names, png)
+    raw = tmp_path / "raw"
+    info = ingest(IngestParams(source=str(source)), raw / "x.zip", raw / "images", raw / "i.json")
+    found = {p.relative_to(raw / "images").as_posix() for p in (raw / "images").rglob("*.png")}
+    assert found == {"sub/AB12C.png", "sub/deep/XY34Z.png", "top.png"}
+    assert info["files"] == 3
+
+
 def test_unflagged_names_in_the_zip_code_page_or_with_a_utf8_field_keep_their_letters(
     tmp_path, captcha_pngs
 ):

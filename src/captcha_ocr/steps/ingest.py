@@ -282,9 +282,11 @@ def safe_extract(zip_path: Path, target: Path, name: str | None = None) -> int:
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
         raise IngestError(f"{name}: not a zip file ({err})") from None
     with archive:
+        for member in archive.infolist():
+            # Old Windows tools separate folders with a backslash: read as folders, as
+            # Info-ZIP does (Python's zipfile on Linux would write one file named so).
+            member.filename = _decoded_name(member).replace("\\", "/")
         members = [m for m in archive.infolist() if not m.is_dir()]
-        for member in members:
-            member.filename = _decoded_name(member)
         _check_members(name, members)
         with atomic_dir(target) as tmp:
             for member in members:
@@ -354,7 +356,7 @@ def _check_members(name: str, members: list[zipfile.ZipInfo]) -> None:
 
 
 def _check_member(name: str, m: zipfile.ZipInfo) -> None:
-    path = m.filename.replace("\\", "/")
+    path = m.filename
     if path.startswith("/") or (len(path) > 1 and path[1] == ":"):
         raise IngestError(f"{name}: refusing absolute path entry {m.filename!r}")
     if ".." in PurePosixPath(path).parts:
@@ -384,7 +386,7 @@ def _check_names(name: str, members: list[zipfile.ZipInfo]) -> None:
     files: set[PurePosixPath] = set()
     folded: dict[str, str] = {}
     for m in members:
-        path = PurePosixPath(m.filename.replace("\\", "/"))
+        path = PurePosixPath(m.filename)
         if path in files:
             raise IngestError(f"{name}: refusing entry {m.filename!r}, which appears twice")
         files.add(path)
