@@ -82,6 +82,17 @@ def test_backslash_separated_names_unpack_into_folders(tmp_path, captcha_pngs):
     assert info["files"] == 3
 
 
+def test_names_one_overwrites_on_macos_or_windows_are_warned_about(tmp_path, capsys):
+    # Unpacked there, one of each pair would be lost: a case apart, a Unicode form apart.
+    names = ["aB3dE.png", "Ab3De.png", "caf\u00e9.png", "cafe\u0301.png", "other.png"]
+    source = make_zip(tmp_path / "set.zip", dict.fromkeys(names, b"png"))
+    assert safe_extract(source, tmp_path / "images") == len(names)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 2
+    assert "'aB3dE.png' and 'Ab3De.png' differ only in case or Unicode form" in warnings[0]
+    assert "'caf\\xe9.png' and 'cafe\\u0301.png' differ" in warnings[1]
+
+
 def test_unflagged_names_in_the_zip_code_page_or_with_a_utf8_field_keep_their_letters(
     tmp_path, captcha_pngs
 ):

@@ -53,6 +53,7 @@ def test_labels_pandas_would_read_as_missing_stay_labels(tmp_path):
         ([("0000.png", "aB3dE"), ("nowhere.png", "xyz12")], r"row 3: no file 'nowhere.png'"),
         ([("0000.png", "aB3dE"), ("0000.png", "Ab3De")], r"row 3: '0000.png' is listed twice"),
         ([("0000.png", "aB3dE"), ("./0000.png", "aB3dE")], r"row 3: '0000.png' is listed twice"),
+        ([("0000.png", "aB3dE"), ("labels.csv", "x")], r"row 3: 'labels.csv' is the labels file"),
         ([("0000.png", "")], r"row 2: empty label for '0000.png'"),
         ([("../0000.png", "aB3dE")], r"row 2: file '../0000.png' is outside"),
         ([("0000.png", "aB3dE", "extra")], r"row 2: 3 fields"),

@@ -24,6 +24,7 @@ import stat
 import struct
 import sys
 import time
+import unicodedata
 import urllib.error
 import urllib.request
 import zipfile
@@ -390,11 +391,11 @@ def _check_names(name: str, members: list[zipfile.ZipInfo]) -> None:
         if path in files:
             raise IngestError(f"{name}: refusing entry {m.filename!r}, which appears twice")
         files.add(path)
-        other = folded.setdefault(str(path).casefold(), m.filename)
+        other = folded.setdefault(unicodedata.normalize("NFC", str(path)).casefold(), m.filename)
         if other != m.filename:
             print(
-                f"warning: {name}: {other!r} and {m.filename!r} differ only in case: on "
-                "case-insensitive storage (macOS, Windows) one overwrites the other; name the "
+                f"warning: {name}: {ascii(other)} and {ascii(m.filename)} differ only in case or "
+                "Unicode form: on macOS and Windows storage one overwrites the other; name the "
                 "files 0001.png, ... and give the labels in a labels.csv (docs/operations.md)",
                 file=sys.stderr,
             )

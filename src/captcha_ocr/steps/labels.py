@@ -96,7 +96,9 @@ def labelled_files(images_dir: Path) -> tuple[list[Labelled], Path | None]:
     for name, row in labels.rows.items():
         matches = on_disk.get(name, [])
         listed.update(matches)
-        if len(matches) == 1:
+        if matches == [labels_file]:
+            problems.append(f"row {row}: {name!r} is the labels file itself, not an image")
+        elif len(matches) == 1:
             paths[name] = matches[0]
         elif matches:  # printed with escapes: on screen the two names look the same
             two = " and ".join(ascii(rel(p, images_dir)) for p in matches)
