@@ -89,12 +89,14 @@ def case_set(folder: Path) -> dict[str, str]:
     return labels
 
 
-def run_preprocess(tmp_path: Path, images_dir: Path, **params) -> tuple[dict, Path]:
+def run_preprocess(
+    tmp_path: Path, images_dir: Path, version: str = "v1", **params
+) -> tuple[dict, Path]:
     """Preprocess ``images_dir`` into ``tmp_path / "out"``; its report and that folder."""
     out = tmp_path / "out"
     info = tmp_path / "ingest.json"
     info.parent.mkdir(parents=True, exist_ok=True)
-    info.write_text(json.dumps({"sha256": "v1"}))
+    info.write_text(json.dumps({"sha256": version}))  # the data version ingest records
     report = preprocess(
         PreprocessParams(**params),
         images_dir=images_dir,

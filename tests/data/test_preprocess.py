@@ -13,7 +13,8 @@ from PIL import Image
 
 from captcha_ocr.config import PreprocessParams
 from captcha_ocr.core.splits import assign, content_digest
-from captcha_ocr.steps.preprocess import DataError, _validate, preprocess, validate
+from captcha_ocr.steps.preprocess import DataError, _validate, validate
+from tests.own_data import run_preprocess
 
 # captcha_images_v2's rules spelled out, in place of the auto defaults.
 V2 = {
@@ -33,22 +34,6 @@ def images_dir(tmp_path, captcha_pngs):
     for label, data in captcha_pngs.items():
         (folder / f"{label}.png").write_bytes(data)
     return tmp_path / "images"
-
-
-def run(tmp_path, images_dir, version="v1", **params):
-    out = tmp_path / "out"
-    info = tmp_path / "ingest.json"
-    info.parent.mkdir(parents=True, exist_ok=True)
-    info.write_text(json.dumps({"sha256": version}))
-    return preprocess(
-        PreprocessParams(**params),
-        images_dir=images_dir,
-        splits_dir=out / "splits",
-        arrays_dir=out / "prepared",
-        vocabulary_path=out / "vocabulary.json",
-        report_path=out / "data_report.json",
-        info_path=info,
-    ), out
 
 
 def test_bad_files_are_rejected_with_reasons(tmp_path, images_dir, captcha_pngs):
@@ -79,7 +64,7 @@ def test_too_many_rejections_fail_and_say_why_without_writing_any_output(tmp_pat
     for i in range(5):
         (images_dir / f"bad{i:02d}.png").write_bytes(b"junk")
     with pytest.raises(DataError, match="5 of 17 files rejected") as refused:
-        run(tmp_path, images_dir, max_rejected_fraction=0.1)
+        run_preprocess(tmp_path, images_dir, max_rejected_fraction=0.1)
     message = str(refused.value)
     assert "first: bad00.png: not a readable image" in message
     assert "bad02.png" in message and "bad03.png" not in message  # three named
@@ -98,12 +83,12 @@ def test_more_images_than_memory_holds_are_refused_before_decoding(
 
     monkeypatch.setattr(preprocess_module, "MAX_DECODED_BYTES", 12 * 200 * 50 - 1)
     with pytest.raises(DataError, match=r"12 images of preprocess.image_height x image_width"):
-        run(tmp_path, images_dir)
+        run_preprocess(tmp_path, images_dir)
     assert not (tmp_path / "out").exists()
 
 
 def test_split_is_deterministic_disjoint_and_complete(tmp_path, images_dir, captcha_pngs):
-    report, out = run(tmp_path, images_dir, val_fraction=0.25, test_fraction=0.25)
+    report, out = run_preprocess(tmp_path, images_dir, val_fraction=0.25, test_fraction=0.25)
     frames = {
         n: pd.read_csv(out / "splits" / f"{n}.csv", dtype=str) for n in ("train", "val", "test")
     }
@@ -114,7 +99,9 @@ def test_split_is_deterministic_disjoint_and_complete(tmp_path, images_dir, capt
     assert report["splits"] == {n: len(f) for n, f in frames.items()}
     assert all(report["splits"].values())
 
-    again, out2 = run(tmp_path / "again", images_dir, val_fraction=0.25, test_fraction=0.25)
+    again, out2 = run_preprocess(
+        tmp_path / "again", images_dir, val_fraction=0.25, test_fraction=0.25
+    )
     for name, frame in frames.items():
         pd.testing.assert_frame_equal(
             frame, pd.read_csv(out2 / "splits" / f"{name}.csv", dtype=str)
@@ -198,10 +185,10 @@ def test_a_copy_added_in_a_new_version_moves_no_picture(tmp_path, images_dir, ca
         and content_digest(again) < content_digest(png)
         and assign(content_digest(again), **fractions) != assign(content_digest(png), **fractions)
     )
-    before, out = run(tmp_path, images_dir, "v1", **fractions)
+    before, out = run_preprocess(tmp_path, images_dir, "v1", **fractions)
     (images_dir / "copy").mkdir()
     (images_dir / "copy" / f"{label}.png").write_bytes(copy)
-    after, _ = run(tmp_path, images_dir, "v2", **fractions)
+    after, _ = run_preprocess(tmp_path, images_dir, "v2", **fractions)
     assert after["split_digests"] == before["split_digests"]
     assert {"file": f"copy/{label}.png", "same_picture_as": f"captcha_images_v2/{label}.png"} in (
         after["duplicates"]
@@ -226,7 +213,7 @@ def _one_pixel_changed(png: bytes) -> bytes:
 
 
 def test_arrays_match_the_csv(tmp_path, images_dir):
-    _, out = run(tmp_path, images_dir, val_fraction=0.25, test_fraction=0.25)
+    _, out = run_preprocess(tmp_path, images_dir, val_fraction=0.25, test_fraction=0.25)
     vocabulary = json.loads((out / "vocabulary.json").read_text())["characters"]
     frame = pd.read_csv(out / "splits" / "train.csv", dtype=str)
     with np.load(out / "prepared" / "train.npz") as arrays:
@@ -237,7 +224,7 @@ def test_arrays_match_the_csv(tmp_path, images_dir):
 
 
 def test_limit_takes_a_fixed_subset(tmp_path, images_dir):
-    report, _ = run(tmp_path, images_dir, limit=6, val_fraction=0.2, test_fraction=0.2)
+    report, _ = run_preprocess(tmp_path, images_dir, limit=6, val_fraction=0.2, test_fraction=0.2)
     assert sum(report["splits"].values()) == 6
 
 
@@ -247,13 +234,13 @@ def test_wrong_size_is_resized_or_reported_as_params_say(tmp_path, images_dir, c
     (images_dir / "small.png").write_bytes(buffer.getvalue())
     fractions = {"val_fraction": 0.25, "test_fraction": 0.25, "max_rejected_fraction": 0.1}
 
-    report, _ = run(tmp_path / "reject", images_dir, wrong_size="reject", **fractions)
+    report, _ = run_preprocess(tmp_path / "reject", images_dir, wrong_size="reject", **fractions)
     assert report["accepted"] == len(captcha_pngs)
     assert report["rejected"] == [{"file": "small.png", "reason": "size 120x40, expected 200x50"}]
     saved = json.loads((tmp_path / "reject" / "out" / "data_report.json").read_text())
     assert saved["rejected"] == report["rejected"]
 
-    report, out = run(tmp_path / "resize", images_dir, wrong_size="resize", **fractions)
+    report, out = run_preprocess(tmp_path / "resize", images_dir, wrong_size="resize", **fractions)
     assert report["accepted"] == len(captcha_pngs) + 1 and report["rejected"] == []
     with np.load(out / "prepared" / "train.npz") as arrays:
         assert arrays["images"].shape[1:] == (50, 200)
