@@ -1,6 +1,7 @@
 """Ingest: copy or download the zip all-or-nothing, and unpack it safely."""
 
 import http.server
+import os
 import socket
 import stat
 import struct
@@ -73,7 +74,7 @@ def test_unflagged_utf8_names_keep_their_letters(tmp_path, captcha_pngs):
 def test_backslash_separated_names_unpack_into_folders(tmp_path, captcha_pngs):
     # As old Windows tools write them; unpacked literally, "sub\\AB12C" would be the label.
     png = next(iter(captcha_pngs.values()))
-    names = [b"sub\\", b"sub\\AB12C.png", b"sub\\deep\\XY34Z.png", b"top.png"]
+    names = [b"sub\\AB12C.png", b"sub\\deep\\XY34Z.png", b"top.png"]
     source = zip_with_raw_names(tmp_path / "set.zip", names, png)
     raw = tmp_path / "raw"
     info = ingest(IngestParams(source=str(source)), raw / "x.zip", raw / "images", raw / "i.json")
@@ -91,6 +92,42 @@ def test_names_one_overwrites_on_macos_or_windows_are_warned_about(tmp_path, cap
     assert len(warnings) == 2
     assert "'aB3dE.png' and 'Ab3De.png' differ only in case or Unicode form" in warnings[0]
     assert "'caf\\xe9.png' and 'cafe\\u0301.png' differ" in warnings[1]
+
+
+def test_a_legacy_name_with_a_backslash_byte_is_refused_not_split(tmp_path, captcha_pngs):
+    # The second byte of Shift-JIS "ソ" is 0x5C: split there, "1ソ2AB" read as cp437
+    # was the folder "1â" holding "2AB.png", a plausible wrong label.
+    png = next(iter(captcha_pngs.values()))
+    names = ["1ソ2AB.png".encode("cp932"), b"plain.png"]
+    source = zip_with_raw_names(tmp_path / "set.zip", names, png)
+    with pytest.raises(IngestError, match=r"legacy code page and holds a backslash"):
+        safe_extract(source, tmp_path / "images")
+    assert not (tmp_path / "images").exists()
+
+
+def test_an_entry_named_as_a_folder_that_holds_data_is_refused(tmp_path):
+    source = make_zip(tmp_path / "set.zip", {"a.png": b"png", "ZZZZ.png/": b"png"})
+    with pytest.raises(IngestError, match=r"'ZZZZ.png/' is named as a folder but holds data"):
+        safe_extract(source, tmp_path / "images")
+
+
+def test_a_name_too_long_for_the_file_system_is_refused_by_name(tmp_path):
+    long_name = "验证码" * 30 + ".png"  # 274 bytes in UTF-8, over the usual 255
+    source = make_zip(tmp_path / "set.zip", {"a.png": b"png", long_name: b"png"})
+    with pytest.raises(IngestError, match=rf"entry '{long_name}' cannot be written here"):
+        safe_extract(source, tmp_path / "images")
+    assert not (tmp_path / "images").exists()
+
+
+def test_a_folder_source_with_a_name_that_is_not_utf8_is_refused_by_name(tmp_path, captcha_zip):
+    folder = tmp_path / "set"
+    folder.mkdir()
+    (folder / "ABCDE.png").write_bytes(b"png")
+    (folder / os.fsdecode(b"caf\xe9.png")).write_bytes(b"png")  # as unzip writes cp1252
+    raw = tmp_path / "raw"
+    with pytest.raises(IngestError, match=r"'caf\\udce9.png' is not a UTF-8 name: rename it"):
+        ingest(IngestParams(source=str(folder)), raw / "x.zip", raw / "images", raw / "i.json")
+    assert not raw.exists() or not any(raw.iterdir())
 
 
 def test_unflagged_names_in_the_zip_code_page_or_with_a_utf8_field_keep_their_letters(

@@ -69,16 +69,59 @@ def test_a_bad_labels_file_is_refused_naming_the_row(tmp_path, rows, message):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("table", ["Labels.csv", "labels.txt", "sub/names.tsv", "answers.CSV"])
+@pytest.mark.parametrize(
+    "table",
+    [
+        "Labels.csv",
+        "labels.txt",
+        "sub/names.tsv",
+        "answers.CSV",
+        "labels.csv.txt",  # Windows, extensions hidden
+        "labels.xlsx",
+        "labels.csv~",
+    ],
+)
 def test_a_labels_file_by_another_name_is_refused_not_skipped(tmp_path, table):
     # Skipped, it would leave the file names (0000, 0001, ...) as the labels.
     folder = tmp_path / "images"
     case_set(folder)
     (folder / table).parent.mkdir(exist_ok=True)
     (folder / "labels.csv").rename(folder / table)
-    with pytest.raises(DataError, match=rf"{table}' looks like a labels file"):
+    with pytest.raises(DataError, match=rf"{re.escape(table)}' looks like a labels file"):
         run_preprocess(tmp_path, folder)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_text_file_among_the_images_is_still_rejected_as_no_image(tmp_path):
+    folder = tmp_path / "images"
+    captcha_folder(folder, 40)
+    (folder / "README.txt").write_text("drawn with the captcha library")
+    report, _ = run_preprocess(tmp_path, folder, val_fraction=0.25, test_fraction=0.25)
+    assert report["accepted"] == 40
+    assert [r["file"] for r in report["rejected"]] == ["README.txt"]
+
+
+# 12,000 rows after an unclosed quote: one field past the csv module's size limit.
+MANY_ROWS = "".join(f"{i:05d}.png,ABCDE\n" for i in range(12_000))
+
+
+@pytest.mark.parametrize(
+    ("row", "tail", "message"),
+    [
+        ('0001.png,"Ab3De\n', MANY_ROWS, r"line \d+: not CSV .*is a quote left open"),
+        ('0001.png,"Ab\nDe"\n', "", r"row 3: label 'Ab\\nDe' holds a control"),
+        ("0001.png,Ab\u2028De\n", "", r"row 3: label 'Ab\\u2028De' holds a control"),
+    ],
+)
+def test_a_broken_quote_or_a_line_break_in_a_label_is_refused_by_row(tmp_path, row, tail, message):
+    # Split by str.splitlines, U+2028 ended a row and "Ab\nDe" became "AbDe".
+    folder = tmp_path / "images"
+    case_set(folder)
+    lines = (folder / "labels.csv").read_text().splitlines(keepends=True)
+    lines[2] = row
+    (folder / "labels.csv").write_text("".join(lines) + tail)
+    with pytest.raises(DataError, match=message):
+        run_preprocess(tmp_path, folder)
 
 
 @pytest.mark.parametrize("name", ["abcde .png", " abcde.png", "ab\tcd.png", "ab\ncd.png"])

@@ -206,6 +206,12 @@ def zip_folder(folder: Path, target: Path, shown: str) -> None:
                     f"source {shown}: refusing link {rel!r} (to {str(path.readlink())!r}); "
                     "copy the file itself into the folder"
                 )
+            try:
+                rel.encode("utf-8")
+            except UnicodeEncodeError:  # a name unzip wrote from a legacy code page
+                raise IngestError(
+                    f"source {shown}: {ascii(rel)} is not a UTF-8 name: rename it"
+                ) from None
             if stat.S_ISREG(mode):
                 files.append((rel, path))
                 total += path.stat().st_size
@@ -284,9 +290,7 @@ def safe_extract(zip_path: Path, target: Path, name: str | None = None) -> int:
         raise IngestError(f"{name}: not a zip file ({err})") from None
     with archive:
         for member in archive.infolist():
-            # Old Windows tools separate folders with a backslash: read as folders, as
-            # Info-ZIP does (Python's zipfile on Linux would write one file named so).
-            member.filename = _decoded_name(member).replace("\\", "/")
+            member.filename = _decoded_name(name, member)
         members = [m for m in archive.infolist() if not m.is_dir()]
         _check_members(name, members)
         with atomic_dir(target) as tmp:
@@ -295,8 +299,28 @@ def safe_extract(zip_path: Path, target: Path, name: str | None = None) -> int:
     return len(members)
 
 
-def _decoded_name(member: zipfile.ZipInfo) -> str:
-    """The entry's name as its maker meant it; the label may come from it.
+def _decoded_name(name: str, member: zipfile.ZipInfo) -> str:
+    """The entry's name as its maker meant it, folders separated by "/".
+
+    Old Windows tools separate folders with a backslash: read as folders, as
+    Info-ZIP does (Python's zipfile on Linux would write one file named so).
+    In a name read in cp437 that holds other bytes, a backslash may be half of
+    a Shift-JIS letter: such a name is refused, not guessed at.
+    """
+    decoded, legacy = _name_text(member)
+    if "\\" in decoded and legacy:
+        raise IngestError(
+            f"{name}: entry {decoded!r} is named in a legacy code page and holds a "
+            "backslash: zip it again with UTF-8 names, or give the folder"
+        )
+    decoded = decoded.replace("\\", "/")
+    if decoded.endswith("/") and member.file_size:
+        raise IngestError(f"{name}: entry {decoded!r} is named as a folder but holds data")
+    return decoded
+
+
+def _name_text(member: zipfile.ZipInfo) -> tuple[str, bool]:
+    """The entry's name, and whether it was read in a legacy code page (cp437).
 
     Without the UTF-8 flag a name is in the zip standard's code page, cp437,
     which is how Python reads it. But Info-ZIP (`zip -r`) and macOS write UTF-8
@@ -304,24 +328,24 @@ def _decoded_name(member: zipfile.ZipInfo) -> str:
     UTF-8 in an extra field (0x7075). Read that, else valid UTF-8 as UTF-8.
     """
     if member.flag_bits & UTF8_NAMES:
-        return member.filename
+        return member.filename, False
     try:
         raw = member.orig_filename.encode("cp437")
     except UnicodeEncodeError:  # already read from the extra field
-        return member.filename
+        return member.filename, False
     unicode_path = _extra_fields(member.extra).get(UNICODE_PATH, b"")
     if len(unicode_path) > 5 and unicode_path[0] == 1:
         # Version 1, then the CRC-32 of the name it stands for: a stale one is ignored.
         (crc,) = struct.unpack("<I", unicode_path[1:5])
         if crc == zlib.crc32(raw):
             with contextlib.suppress(UnicodeDecodeError):
-                return unicode_path[5:].decode("utf-8")
+                return unicode_path[5:].decode("utf-8"), False
     if raw.isascii():
-        return member.filename
+        return member.filename, False
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8"), False
     except UnicodeDecodeError:
-        return member.filename
+        return member.filename, True
 
 
 def _extra_fields(extra: bytes) -> dict[int, bytes]:
@@ -334,13 +358,17 @@ def _extra_fields(extra: bytes) -> dict[int, bytes]:
 
 def _unpack(archive: zipfile.ZipFile, member: zipfile.ZipInfo, folder: Path, name: str) -> None:
     destination = folder / member.filename
-    destination.parent.mkdir(parents=True, exist_ok=True)
     try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
         with archive.open(member) as src, destination.open("wb") as dst:
             # Reading to the end checks the entry's CRC.
             shutil.copyfileobj(src, dst)
     except (zipfile.BadZipFile, zlib.error, EOFError) as err:
         raise IngestError(f"{name}: entry {member.filename!r} is damaged ({err})") from None
+    except OSError as err:  # a name too long for the file system, ...
+        raise IngestError(
+            f"{name}: entry {member.filename!r} cannot be written here ({err.strerror})"
+        ) from None
 
 
 def _check_members(name: str, members: list[zipfile.ZipInfo]) -> None:

@@ -23,6 +23,7 @@ one file, while ``0001.png`` and ``0002.png`` are two.
 from __future__ import annotations
 
 import csv
+import io
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -31,8 +32,10 @@ from captcha_ocr.errors import CaptchaOcrError
 
 LABELS_FILE = "labels.csv"
 HEADER = ["file", "text"]
-# Files that hold a table: with no labels.csv in the set, one is a misnamed labels file.
-TABLE_SUFFIXES = (".csv", ".tsv")
+# With no labels.csv in the set, a table, or a file named labels.* that is no image, is
+# a misnamed labels file (labels.csv.txt is what Windows makes of it, extensions hidden).
+TABLE_SUFFIXES = (".csv", ".tsv", ".xlsx", ".xls", ".ods", ".numbers")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 # Problems named in the error; the count says how many more there are.
 SHOWN_PROBLEMS = 5
 
@@ -124,7 +127,9 @@ def labelled_files(images_dir: Path) -> tuple[list[Labelled], Path | None]:
 def refuse_stray_tables(images_dir: Path, files: list[Path]) -> None:
     """A table that is not ``labels.csv`` would be skipped, and names give the labels."""
     for path in files:
-        if path.suffix.lower() in TABLE_SUFFIXES or path.name.lower() == "labels.txt":
+        suffix = path.suffix.lower()
+        named = path.name.lower().startswith("labels.") and suffix not in IMAGE_SUFFIXES
+        if suffix in TABLE_SUFFIXES or named:
             raise LabelsError(
                 f"{rel(path, images_dir)!r} looks like a labels file, but labels come only "
                 f"from a file named {LABELS_FILE} (header 'file,text'): rename it, or "
@@ -162,11 +167,19 @@ def read_labels(path: Path) -> Labels:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
         raise LabelsError(f"{path}: not UTF-8 text ({err})") from None
-    reader = csv.reader(text.splitlines())
-    header = next(reader, None)
-    if [h.strip() for h in header or []] != HEADER:
-        raise LabelsError(f"{path}: row 1 must be the header 'file,text', found {header!r}")
-    for row_number, row in enumerate(reader, start=2):
+    # newline="": a line break inside a quoted field stays in the label (and is
+    # refused there), and only \n and \r end a row, not \f or U+2028.
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+        if [h.strip() for h in header or []] != HEADER:
+            raise LabelsError(f"{path}: row 1 must be the header 'file,text', found {header!r}")
+        rows = list(enumerate(reader, start=2))
+    except csv.Error as err:  # an unclosed quote runs on to the field size limit
+        raise LabelsError(
+            f"{path}: line {reader.line_num}: not CSV ({err}); is a quote left open?"
+        ) from None
+    for row_number, row in rows:
         if not row:
             continue  # a blank line
         problem = row_problem(row)
