@@ -134,6 +134,24 @@ def test_a_file_name_label_with_white_space_at_an_end_or_a_control_is_refused(tm
     assert not (tmp_path / "out").exists()
 
 
+def test_what_tools_leave_beside_the_images_is_skipped(tmp_path):
+    # A .git copy of every image, macOS resource forks, Synology thumbnails.
+    folder = tmp_path / "images"
+    labels = captcha_folder(folder, 40)
+    for name in labels:
+        for junk in (".git/lfs", "__MACOSX", "@eaDir/" + name):
+            (folder / junk).mkdir(parents=True, exist_ok=True)
+        (folder / ".git" / "lfs" / name).write_bytes((folder / name).read_bytes())
+        (folder / "__MACOSX" / f"._{name}").write_bytes(b"resource fork")
+        (folder / "@eaDir" / name / "SYNOFILE_THUMB_M.jpg").write_bytes(b"thumbnail")
+    report, out = run_preprocess(tmp_path, folder, val_fraction=0.25, test_fraction=0.25)
+    assert report["accepted"] == 40 and report["rejected"] == []
+    splits = pd.concat(
+        read_text_table(out / "splits" / f"{n}.csv") for n in ("train", "val", "test")
+    )
+    assert set(splits["file"]) == set(labels)
+
+
 def test_a_set_with_no_files_says_so(tmp_path):
     folder = tmp_path / "images"
     folder.mkdir()

@@ -36,6 +36,8 @@ HEADER = ["file", "text"]
 # a misnamed labels file (labels.csv.txt is what Windows makes of it, extensions hidden).
 TABLE_SUFFIXES = (".csv", ".tsv", ".xlsx", ".xls", ".ods", ".numbers")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+SKIPPED_FOLDERS = ("__MACOSX", "@eaDir")
+SKIPPED = "names starting with '.', and __MACOSX and @eaDir folders, are skipped"
 # Problems named in the error; the count says how many more there are.
 SHOWN_PROBLEMS = 5
 
@@ -52,12 +54,16 @@ class Labelled:
 
 
 def data_files(images_dir: Path) -> list[Path]:
-    """Every file under ``images_dir`` in sorted order, OS metadata left out."""
+    """Every file under ``images_dir`` in sorted order, what tools leave beside it left out."""
     return sorted(
-        p
-        for p in images_dir.rglob("*")
-        if p.is_file() and not p.name.startswith(".") and "__MACOSX" not in p.parts
+        p for p in images_dir.rglob("*") if p.is_file() and not skipped(p.relative_to(images_dir))
     )
+
+
+def skipped(relative: Path) -> bool:
+    """Metadata, never images of the set: names starting with "." (.DS_Store, ._x.png,
+    .git/), macOS's __MACOSX and Synology's @eaDir folders."""
+    return any(part.startswith(".") or part in SKIPPED_FOLDERS for part in relative.parts)
 
 
 def find_labels_file(images_dir: Path, files: list[Path]) -> Path | None:
@@ -77,9 +83,7 @@ def labelled_files(images_dir: Path) -> tuple[list[Labelled], Path | None]:
     """Every image with its label, and the labels file they came from (None: file names)."""
     files = data_files(images_dir)
     if not files:
-        raise LabelsError(
-            f"{images_dir}: no files in the set (names starting with '.' and __MACOSX are skipped)"
-        )
+        raise LabelsError(f"{images_dir}: no files in the set ({SKIPPED})")
     labels_file = find_labels_file(images_dir, files)
     if labels_file is None:
         refuse_stray_tables(images_dir, files)
@@ -110,10 +114,7 @@ def labelled_files(images_dir: Path) -> tuple[list[Labelled], Path | None]:
                 "decomposed): rename one"
             )
         elif (folder / name).is_file():
-            problems.append(
-                f"row {row}: {name!r} is not part of the set (names starting with '.' "
-                "and __MACOSX folders are skipped): rename it"
-            )
+            problems.append(f"row {row}: {name!r} is not part of the set ({SKIPPED}): rename it")
         else:
             problems.append(f"row {row}: no file {name!r} in the set")
     for path in files:
