@@ -143,6 +143,8 @@ def label_problem(label: str) -> str | None:
         return f"label {label!r} starts or ends with white space"
     if not label.isprintable():
         return f"label {label!r} holds a control or invisible character (a tab, a line break, ...)"
+    if unicodedata.combining(label[0]):  # an accent with no letter under it
+        return f"label {ascii(label)} starts with a combining mark"
     return None
 
 
