@@ -108,8 +108,9 @@ MANY_ROWS = "".join(f"{i:05d}.png,ABCDE\n" for i in range(12_000))
 @pytest.mark.parametrize(
     ("row", "tail", "message"),
     [
-        ('0001.png,"Ab3De\n', MANY_ROWS, r"line \d+: not CSV .*is a quote left open"),
-        ('0001.png,"Ab\nDe"\n', "", r"row 3: label 'Ab\\nDe' holds a control"),
+        ('0001.png,"Ab3De\n', MANY_ROWS, r"the row on line 3: not CSV .*is a quote left open"),
+        ('0001.png,"Ab3De\n', "", r"row 3: label 'Ab3De\\n0002.png.*' holds a line break .*quote"),
+        ('0001.png,"Ab\nDe"\n', "", r"row 3: label 'Ab\\nDe' holds a line break"),
         ("0001.png,Ab\u2028De\n", "", r"row 3: label 'Ab\\u2028De' holds a control"),
     ],
 )
@@ -130,8 +131,9 @@ def test_a_broken_quote_or_a_line_break_in_a_label_is_refused_by_row(tmp_path, r
         ("abcde .png", "'abcde .png': label 'abcde ' starts or ends with white space"),
         (" abcde.png", "' abcde.png': label ' abcde' starts or ends with white space"),
         ("ab\tcd.png", "'ab\\tcd.png': label 'ab\\tcd' holds a control"),
-        ("ab\ncd.png", "'ab\\ncd.png': label 'ab\\ncd' holds a control"),
+        ("ab\ncd.png", "'ab\\ncd.png': label 'ab\\ncd' holds a line break"),
         ("\u0301abcd.png", "label '\\u0301abcd' starts with a combining mark"),
+        ("\u093fabcd.png", "label '\\u093fabcd' starts with a combining mark"),  # a vowel sign
     ],
 )
 def test_a_file_name_label_with_white_space_at_an_end_or_a_control_is_refused(

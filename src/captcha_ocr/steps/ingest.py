@@ -47,6 +47,7 @@ MAX_RATIO = 200
 # Flag bit 0 of a zip entry: encrypted; reading it would need a password.
 ENCRYPTED = 0x1
 # Flag bit 11: the entry's name is UTF-8. Extra field 0x7075: the name in UTF-8.
+MSDOS = 0  # ZipInfo.create_system of an entry made on MS-DOS or Windows
 UTF8_NAMES = 0x800
 UNICODE_PATH = 0x7075
 READABLE_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
@@ -210,7 +211,7 @@ def zip_folder(folder: Path, target: Path, shown: str) -> None:
                 rel.encode("utf-8")
             except UnicodeEncodeError:  # a name unzip wrote from a legacy code page
                 raise IngestError(
-                    f"source {shown}: {ascii(rel)} is not a UTF-8 name: rename it"
+                    f"source {shown}: {os.fsencode(rel)!r} is not a UTF-8 name: rename it"
                 ) from None
             if stat.S_ISREG(mode):
                 files.append((rel, path))
@@ -278,8 +279,10 @@ def safe_extract(zip_path: Path, target: Path, name: str | None = None) -> int:
 
     Refused: a file that is not a zip, no files, absolute paths, ``..``
     components, symbolic links, encrypted entries, a name used twice or as
-    both a file and a folder, archives past the limits on entry count, total
-    size and compression ratio, and any entry whose CRC does not match.
+    both a file and a folder, a folder entry that holds data, a Windows name in
+    a legacy code page that holds a backslash, archives past the limits on
+    entry count, total size and compression ratio, any entry whose CRC does not
+    match, and any the file system will not take (a name too long, ...).
     ``name`` is what messages call the zip (the source the user gave).
     Returns the number of files written.
     """
@@ -302,18 +305,21 @@ def safe_extract(zip_path: Path, target: Path, name: str | None = None) -> int:
 def _decoded_name(name: str, member: zipfile.ZipInfo) -> str:
     """The entry's name as its maker meant it, folders separated by "/".
 
-    Old Windows tools separate folders with a backslash: read as folders, as
-    Info-ZIP does (Python's zipfile on Linux would write one file named so).
-    In a name read in cp437 that holds other bytes, a backslash may be half of
-    a Shift-JIS letter: such a name is refused, not guessed at.
+    Old Windows tools separate folders with a backslash: in an entry made on
+    MS-DOS/Windows whose name holds no "/", read as folders, as Info-ZIP does
+    (Python's zipfile on Linux would write one file named so); made elsewhere,
+    a backslash is part of the name. In a Windows name read in cp437 that
+    holds other bytes, a backslash may be half of a Shift-JIS letter: such a
+    name is refused, not guessed at.
     """
     decoded, legacy = _name_text(member)
-    if "\\" in decoded and legacy:
-        raise IngestError(
-            f"{name}: entry {decoded!r} is named in a legacy code page and holds a "
-            "backslash: zip it again with UTF-8 names, or give the folder"
-        )
-    decoded = decoded.replace("\\", "/")
+    if "\\" in decoded and member.create_system == MSDOS and "/" not in decoded:
+        if legacy:
+            raise IngestError(
+                f"{name}: entry {decoded!r} is named in a legacy code page and holds a "
+                "backslash: zip it again with UTF-8 names, or give the folder"
+            )
+        decoded = decoded.replace("\\", "/")
     if decoded.endswith("/") and member.file_size:
         raise IngestError(f"{name}: entry {decoded!r} is named as a folder but holds data")
     return decoded
@@ -367,7 +373,7 @@ def _unpack(archive: zipfile.ZipFile, member: zipfile.ZipInfo, folder: Path, nam
         raise IngestError(f"{name}: entry {member.filename!r} is damaged ({err})") from None
     except OSError as err:  # a name too long for the file system, ...
         raise IngestError(
-            f"{name}: entry {member.filename!r} cannot be written here ({err.strerror})"
+            f"{name}: entry {member.filename!r} cannot be unpacked here ({err.strerror or err})"
         ) from None
 
 
@@ -385,7 +391,7 @@ def _check_members(name: str, members: list[zipfile.ZipInfo]) -> None:
 
 
 def _check_member(name: str, m: zipfile.ZipInfo) -> None:
-    path = m.filename
+    path = m.filename.replace("\\", "/")  # as Windows would read it, wherever it was made
     if path.startswith("/") or (len(path) > 1 and path[1] == ":"):
         raise IngestError(f"{name}: refusing absolute path entry {m.filename!r}")
     if ".." in PurePosixPath(path).parts:
@@ -415,15 +421,16 @@ def _check_names(name: str, members: list[zipfile.ZipInfo]) -> None:
     files: set[PurePosixPath] = set()
     folded: dict[str, str] = {}
     for m in members:
-        path = PurePosixPath(m.filename)
+        path = PurePosixPath(m.filename.replace("\\", "/"))
         if path in files:
             raise IngestError(f"{name}: refusing entry {m.filename!r}, which appears twice")
         files.add(path)
         other = folded.setdefault(unicodedata.normalize("NFC", str(path)).casefold(), m.filename)
         if other != m.filename:
             print(
-                f"warning: {name}: {ascii(other)} and {ascii(m.filename)} differ only in case or "
-                "Unicode form: on macOS and Windows storage one overwrites the other; name the "
+                f"warning: {name}: {ascii(other)} and {ascii(m.filename)} differ only in case "
+                "(one overwrites the other on macOS and Windows) or in Unicode form (on "
+                "macOS); name the "
                 "files 0001.png, ... and give the labels in a labels.csv (docs/operations.md)",
                 file=sys.stderr,
             )

@@ -6,9 +6,10 @@ Its header is ``file,text``; ``file`` is the image's path relative to the
 CSV's folder, ``text`` its label, kept as written (case included; in NFC, below).
 Every other file in the set must have a row, and every row a file.
 Without a CSV, a file's label is its name without the extension, case kept,
-and a table by another name (``Labels.csv``, ``labels.txt``, ``x.tsv``) is
-refused rather than skipped. A label is refused, whichever way it came, when
-it starts or ends with white space or holds a control character.
+and a table by another name (``Labels.csv``, ``labels.csv.txt``, ``x.tsv``, a
+spreadsheet) is refused rather than skipped. A label is refused, whichever way
+it came, when it holds a line break or another control character, starts or
+ends with white space, or starts with a combining mark.
 
 Text is compared in Unicode's composed form (NFC): macOS writes ``é`` in a file
 name as ``e`` and a combining accent (NFD), which would make it two symbols
@@ -35,7 +36,18 @@ HEADER = ["file", "text"]
 # With no labels.csv in the set, a table, or a file named labels.* that is no image, is
 # a misnamed labels file (labels.csv.txt is what Windows makes of it, extensions hidden).
 TABLE_SUFFIXES = (".csv", ".tsv", ".xlsx", ".xls", ".ods", ".numbers")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+IMAGE_SUFFIXES = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".jpe",
+    ".jfif",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".webp",
+)
 SKIPPED_FOLDERS = ("__MACOSX", "@eaDir")
 SKIPPED = "names starting with '.', and __MACOSX and @eaDir folders, are skipped"
 # Problems named in the error; the count says how many more there are.
@@ -139,11 +151,13 @@ def refuse_stray_tables(images_dir: Path, files: list[Path]) -> None:
 
 
 def label_problem(label: str) -> str | None:
+    if "\n" in label or "\r" in label:  # in a CSV, what a quote left open swallows
+        return f"label {label!r} holds a line break (in a CSV: is a quote left open?)"
     if label != label.strip():
         return f"label {label!r} starts or ends with white space"
     if not label.isprintable():
-        return f"label {label!r} holds a control or invisible character (a tab, a line break, ...)"
-    if unicodedata.combining(label[0]):  # an accent with no letter under it
+        return f"label {label!r} holds a control or invisible character (a tab, a zero-width space)"
+    if unicodedata.category(label[0]).startswith("M"):  # an accent, a vowel sign: no letter
         return f"label {ascii(label)} starts with a combining mark"
     return None
 
@@ -173,14 +187,19 @@ def read_labels(path: Path) -> Labels:
     # newline="": a line break inside a quoted field stays in the label (and is
     # refused there), and only \n and \r end a row, not \f or U+2028.
     reader = csv.reader(io.StringIO(text, newline=""))
+    rows: list[tuple[int, list[str]]] = []
+    starts = 1  # the line the row being read starts on
     try:
         header = next(reader, None)
         if [h.strip() for h in header or []] != HEADER:
             raise LabelsError(f"{path}: row 1 must be the header 'file,text', found {header!r}")
-        rows = list(enumerate(reader, start=2))
+        starts = reader.line_num + 1
+        for row_number, row in enumerate(reader, start=2):
+            rows.append((row_number, row))
+            starts = reader.line_num + 1
     except csv.Error as err:  # an unclosed quote runs on to the field size limit
         raise LabelsError(
-            f"{path}: line {reader.line_num}: not CSV ({err}); is a quote left open?"
+            f"{path}: the row on line {starts}: not CSV ({err}); is a quote left open?"
         ) from None
     for row_number, row in rows:
         if not row:
