@@ -46,12 +46,9 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from captcha_ocr.core.runtimes import available_cores
 from captcha_ocr.serving.body_limit import limit_request_bodies
+from captcha_ocr.serving.deploy import PREDICTOR_RUNTIME
 from captcha_ocr.serving.shared_calls import SharedCalls
 from captcha_ocr.serving.uploads import INPUT_COLUMN, MAX_REQUEST_BYTES, BadImages, decode_values
-
-# OpenVINO reads both networks, so the image needs no onnxruntime (76 MiB): with
-# one runtime it is under a quarter of the training install (bench/README.md).
-RUNTIME = "openvino"
 
 INPUT = {"name": INPUT_COLUMN, "datatype": "BYTES", "shape": [-1]}
 OUTPUTS = [
@@ -92,7 +89,7 @@ class CaptchaPredictor(kserve.Model):
             self.model_dir,
             folder=Path(self.model_dir),
             threads=self.network_threads,
-            runtime=RUNTIME,
+            runtime=PREDICTOR_RUNTIME,
         )
         colour = (reader.channels,) if reader.channels > 1 else ()
         reader.read(np.full((1, reader.height, reader.width, *colour), 255, np.uint8))

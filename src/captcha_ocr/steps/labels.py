@@ -29,6 +29,9 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from PIL import Image
+
+from captcha_ocr.core.images import READ_FORMATS
 from captcha_ocr.errors import CaptchaOcrError
 
 LABELS_FILE = "labels.csv"
@@ -36,18 +39,6 @@ HEADER = ["file", "text"]
 # With no labels.csv in the set, a table, or a file named labels.* that is no image, is
 # a misnamed labels file (labels.csv.txt is what Windows makes of it, extensions hidden).
 TABLE_SUFFIXES = (".csv", ".tsv", ".xlsx", ".xls", ".ods", ".numbers")
-IMAGE_SUFFIXES = (
-    ".png",
-    ".jpg",
-    ".jpeg",
-    ".jpe",
-    ".jfif",
-    ".bmp",
-    ".gif",
-    ".tif",
-    ".tiff",
-    ".webp",
-)
 SKIPPED_FOLDERS = ("__MACOSX", "@eaDir")
 SKIPPED = "names starting with '.', and __MACOSX and @eaDir folders, are skipped"
 # Problems named in the error; the count says how many more there are.
@@ -139,9 +130,14 @@ def labelled_files(images_dir: Path) -> tuple[list[Labelled], Path | None]:
 
 def refuse_stray_tables(images_dir: Path, files: list[Path]) -> None:
     """A table that is not ``labels.csv`` would be skipped, and names give the labels."""
+    image_suffixes = {
+        suffix
+        for suffix, kind in Image.registered_extensions().items()
+        if kind in READ_FORMATS  # the formats preprocess reads (.jpg, .jfif, .png, ...)
+    }
     for path in files:
         suffix = path.suffix.lower()
-        named = path.name.lower().startswith("labels.") and suffix not in IMAGE_SUFFIXES
+        named = path.name.lower().startswith("labels.") and suffix not in image_suffixes
         if suffix in TABLE_SUFFIXES or named:
             raise LabelsError(
                 f"{rel(path, images_dir)!r} looks like a labels file, but labels come only "
@@ -205,7 +201,7 @@ def read_labels(path: Path) -> Labels:
         if not row:
             continue  # a blank line
         problem = row_problem(row)
-        name = nfc(PurePosixPath(row[0].strip().replace("\\", "/")).as_posix()) if row else ""
+        name = nfc(PurePosixPath(row[0].strip().replace("\\", "/")).as_posix())
         if problem is None and name in labels.texts:
             problem = f"{name!r} is listed twice (first on row {labels.rows[name]})"
         if problem:
