@@ -24,6 +24,25 @@ def test_transparent_pixels_become_white():
     assert (image == 255).all()
 
 
+@pytest.mark.parametrize("mode", ["RGBA", "RGB", "LA", "P", "L", "CMYK", "I;16"])
+@pytest.mark.parametrize("alpha", ["opaque", "partial"])
+def test_grey_is_the_luma_of_the_colour_image_on_white(mode, alpha):
+    """Grey takes a shorter road for RGB and RGBA; it must land on the same pixels."""
+    rng = np.random.default_rng(7)
+    colour = rng.integers(0, 256, (50, 200, 3), np.uint8)
+    a = np.full((50, 200), 255, np.uint8) if alpha == "opaque" else rng.integers(0, 256, (50, 200))
+    image = Image.fromarray(np.dstack([colour, a]).astype(np.uint8), "RGBA")
+    if mode == "I;16":  # 16-bit grey is scaled to 8 bits, not clipped
+        image = Image.fromarray(colour[..., 0].astype(np.uint16) * 257)
+    else:
+        image = image.convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, format="TIFF" if mode == "CMYK" else "PNG")
+    rgb = decode_image(buffer.getvalue(), 50, 200, channels=3)
+    expected = np.asarray(Image.fromarray(rgb).convert("L"))
+    np.testing.assert_array_equal(decode_image(buffer.getvalue(), 50, 200), expected)
+
+
 def test_other_size_is_resized_or_refused():
     data = png_bytes(size=(100, 30))
     assert decode_image(data, 50, 200, resize=True).shape == (50, 200)

@@ -65,10 +65,14 @@ def decode_pixels(data: bytes, channels: int = 1, max_pixels: int = MAX_PIXELS) 
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, not {channels}")
     image = open_image(data, max_pixels)
-    rgb = to_rgb(image)
     if channels == 3:
-        return rgb
-    return np.asarray(Image.fromarray(rgb).convert("L"), dtype=np.uint8)
+        return to_rgb(image)
+    flat = on_white(image)
+    if flat.mode in ("RGB", "RGBA"):
+        # Pillow's RGBA to L is its RGB to L on the colour channels: one conversion,
+        # not three copies, for the common captcha (PNG in RGB or RGBA).
+        return np.asarray(flat.convert("L"), dtype=np.uint8)
+    return np.asarray(Image.fromarray(to_rgb(image)).convert("L"), dtype=np.uint8)
 
 
 def to_grayscale(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
@@ -119,10 +123,18 @@ def to_rgb(image: Image.Image) -> np.ndarray:
             values = values * 255
         grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)
         return np.repeat(grey[..., None], 3, axis=-1)
+    return np.asarray(on_white(image).convert("RGB"), dtype=np.uint8)
+
+
+def on_white(image: Image.Image) -> Image.Image:
+    """An image with transparency as RGBA composited on white (opaque: as it is);
+    any other image unchanged."""
     if image.mode in ("RGBA", "LA", "PA", "P") or "transparency" in image.info:
-        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, image.convert("RGBA"))
-    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+        image = image if image.mode == "RGBA" else image.convert("RGBA")
+        if image.getchannel("A").getextrema() != (255, 255):  # opaque needs no compositing
+            background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(background, image)
+    return image
 
 
 def fit(pixels: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -71,9 +71,3 @@ class BodyLimit:
         ]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})
-
-
-def limit_request_bodies(app: Any, max_bytes: int) -> None:
-    """Add ``BodyLimit`` to a Starlette app once (each worker process adds its own)."""
-    if not any(middleware.cls is BodyLimit for middleware in app.user_middleware):
-        app.add_middleware(BodyLimit, max_bytes=max_bytes)
