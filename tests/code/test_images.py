@@ -24,20 +24,39 @@ def test_transparent_pixels_become_white():
     assert (image == 255).all()
 
 
-@pytest.mark.parametrize("mode", ["RGBA", "RGB", "LA", "P", "L", "CMYK", "I;16"])
-@pytest.mark.parametrize("alpha", ["opaque", "partial"])
-def test_grey_is_the_luma_of_the_colour_image_on_white(mode, alpha):
-    """Grey takes a shorter road for RGB and RGBA; it must land on the same pixels."""
+@pytest.mark.parametrize(
+    ("mode", "transparency"),
+    [
+        ("RGBA", "opaque"),
+        ("RGBA", "alpha"),
+        ("LA", "alpha"),
+        ("RGB", None),
+        ("RGB", "tRNS"),
+        ("L", None),
+        ("L", "tRNS"),
+        ("P", None),
+        ("P", "tRNS"),
+        ("CMYK", None),
+        ("I;16", None),
+        ("I;16", "tRNS"),
+    ],
+)
+def test_grey_is_the_luma_of_the_colour_image_on_white(mode, transparency):
+    """Grey takes a shorter road for some modes; it must land on the same pixels.
+    tRNS: a PNG whose one colour (or palette entry) is transparent."""
     rng = np.random.default_rng(7)
     colour = rng.integers(0, 256, (50, 200, 3), np.uint8)
-    a = np.full((50, 200), 255, np.uint8) if alpha == "opaque" else rng.integers(0, 256, (50, 200))
-    image = Image.fromarray(np.dstack([colour, a]).astype(np.uint8), "RGBA")
+    alpha = rng.integers(0, 256, (50, 200)) if transparency == "alpha" else np.full((50, 200), 255)
+    image = Image.fromarray(np.dstack([colour, alpha]).astype(np.uint8), "RGBA")
     if mode == "I;16":  # 16-bit grey is scaled to 8 bits, not clipped
         image = Image.fromarray(colour[..., 0].astype(np.uint16) * 257)
     else:
         image = image.convert(mode)
+    options = {}
+    if transparency == "tRNS":
+        options["transparency"] = 3 if mode == "P" else image.getpixel((0, 0))
     buffer = io.BytesIO()
-    image.save(buffer, format="TIFF" if mode == "CMYK" else "PNG")
+    image.save(buffer, format="TIFF" if mode == "CMYK" else "PNG", **options)
     rgb = decode_image(buffer.getvalue(), 50, 200, channels=3)
     expected = np.asarray(Image.fromarray(rgb).convert("L"))
     np.testing.assert_array_equal(decode_image(buffer.getvalue(), 50, 200), expected)

@@ -34,8 +34,9 @@ async def read_lengths(values: list[str]) -> tuple[list[str], np.ndarray]:
     return [str(len(v)) for v in values], np.linspace(0.5, 1, len(values))
 
 
-def serve(body, path=INFER, method="POST", headers=()):
-    """(status, JSON answer or None, what kserve's app saw, seconds observed)."""
+def serve(body, path=INFER, method="POST", headers=(), sent=None):
+    """(status, JSON answer or None, what kserve's app saw, seconds observed);
+    ``sent`` gets the ASGI messages sent."""
     passed_on: list[str] = []
     observed: list[float] = []
 
@@ -49,7 +50,7 @@ def serve(body, path=INFER, method="POST", headers=()):
         {"type": "http.request", "body": raw[:10], "more_body": True},
         {"type": "http.request", "body": raw[10:], "more_body": False},
     ]
-    sent: list[dict] = []
+    sent = [] if sent is None else sent
 
     async def receive():
         return incoming.pop(0) if incoming else {"type": "http.disconnect"}
@@ -65,8 +66,15 @@ def serve(body, path=INFER, method="POST", headers=()):
 
 
 def test_a_batch_is_read_and_answered_as_the_v2_protocol_says():
-    status, answer, passed_on, observed = serve({"id": "r1", "inputs": [tensor(["a", "bbb"])]})
+    sent: list[dict] = []
+    status, answer, passed_on, observed = serve(
+        {"id": "r1", "inputs": [tensor(["a", "bbb"])]}, sent=sent
+    )
     assert (status, passed_on, len(observed)) == (200, [], 1)
+    assert dict(sent[0]["headers"]) == {
+        b"content-type": b"application/json",
+        b"content-length": str(len(sent[1]["body"])).encode(),
+    }
     assert answer["model_name"] == NAME and answer["id"] == "r1"
     text, confidence = answer["outputs"]
     assert text == {
@@ -109,10 +117,12 @@ def test_a_bad_request_is_a_400_that_names_the_field(body, error):
 
 
 def test_a_network_that_did_not_open_is_a_503_and_a_failed_read_a_500():
-    status, answer, _, _ = serve({"inputs": [tensor(["closed"])]})
-    assert status == 503 and "did not open" in answer["error"]
-    status, answer, _, _ = serve({"inputs": [tensor(["crash"])]})
-    assert (status, answer) == (500, {"error": "RuntimeError: the runtime failed"})
+    status, answer, _, observed = serve({"inputs": [tensor(["closed"])]})
+    assert status == 503 and "did not open" in answer["error"] and observed == []
+    status, answer, _, observed = serve({"inputs": [tensor(["crash"])]})
+    # As kserve's own handler words it.
+    assert (status, answer) == (500, {"error": "RuntimeError : the runtime failed"})
+    assert observed == []
 
 
 @pytest.mark.parametrize(
@@ -122,8 +132,10 @@ def test_a_network_that_did_not_open_is_a_503_and_a_failed_read_a_500():
         (f"/v2/models/{NAME}/ready", "GET", ()),
         ("/v2/models/other/infer", "POST", ()),
         (INFER, "GET", ()),
-        # The protocol's binary extension is kserve's to parse.
+        # The protocol's binary extension, and a CloudEvent, are kserve's to parse.
         (INFER, "POST", [(b"inference-header-content-length", b"20")]),
+        (INFER, "POST", [(b"ce-specversion", b"1.0")]),
+        (INFER, "POST", [(b"content-type", b"application/cloudevents+json")]),
     ],
 )
 def test_every_other_request_goes_on_to_kserve(path, method, headers):

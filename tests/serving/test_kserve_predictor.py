@@ -132,10 +132,16 @@ def test_v2_protocol_reads_a_batch_of_real_captchas(predictor, reader_file, capt
     assert status == 200, answer
     assert answer["outputs"][0]["data"] == [expected[0]] and answer["id"]
     # The protocol's binary extension is parsed by kserve's own route, not the
-    # predictor's infer route: it reads the same.
-    status, answer = call_binary(f"{predictor}/v2/models/{NAME}/infer", [b64(p) for p in pngs])
-    assert status == 200, answer
-    assert answer["outputs"][0]["data"] == expected
+    # predictor's infer route: the same answer, field for field, but the id.
+    _, answer = call(f"{predictor}/v2/models/{NAME}/infer", body)
+    status, by_kserve = call_binary(f"{predictor}/v2/models/{NAME}/infer", list(map(b64, pngs)))
+    assert status == 200, by_kserve
+    assert {**by_kserve, "id": "req-1"} == answer
+    # Every request read shows on kserve's /metrics: three through the infer route,
+    # one through kserve's.
+    with urllib.request.urlopen(f"{predictor}/metrics", timeout=60) as response:
+        metrics = response.read().decode()
+    assert f'request_predict_seconds_count{{model_name="{NAME}"}} 4.0' in metrics, metrics
 
 
 def call_binary(url: str, values: list[str]) -> tuple[int, dict]:
@@ -225,6 +231,10 @@ def test_bad_payloads_are_400s_that_name_the_problem(predictor, captcha_pngs):
     # Still serving after all that.
     status, answer = call(infer, infer_body([png]))
     assert status == 200, answer
+    # Unloaded through the repository API: the infer route answers as kserve would.
+    assert call(f"{predictor}/v2/repository/models/{NAME}/unload", b"")[0] == 200
+    status, answer = call(infer, infer_body([png]))
+    assert (status, answer) == (503, {"error": f"Model with name {NAME} is not ready."})
 
 
 def post_chunked(url: str, chunks: list[bytes]) -> tuple[int, dict]:

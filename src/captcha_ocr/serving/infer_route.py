@@ -3,17 +3,18 @@
     POST /v2/models/<name>/infer
 
 kserve answers this route through FastAPI's router, its data plane and its
-pydantic request and response models. Under load that costs the event loop
-more per request than decoding the image and running the network together
-(bench/README.md, "Serving under load"), and the event loop is what a busy
-predictor waits on. Here the route is an ASGI layer inside kserve's app: inside
-its timing middleware (which still logs every request) and the body limit
-(``serving.body_limit``), outside its router. It parses the body with orjson,
-checks the request as the protocol says, reads, and answers the protocol's JSON
-with the fields kserve's response has. kserve's ``request_predict_seconds``
-histogram is still observed. Every other request goes on to kserve: ready,
-metadata, /metrics, other models, and a body in the protocol's binary
-extension (``Inference-Header-Content-Length``).
+pydantic request and response models, inside its middleware. Under load that
+costs the event loop more per request than decoding the image and running the
+network together (bench/README.md, "The infer route in front of kserve"), and
+the event loop is what a busy predictor waits on. Here the route is an ASGI
+layer in front of kserve's whole app, inside only the body limit
+(``serving.body_limit``): it parses the body with orjson, checks the request as
+the protocol says, reads, and answers the protocol's JSON with the fields
+kserve's response has. kserve's ``request_predict_seconds`` histogram is still
+observed; its timing and latency log lines are not written (uvicorn's access
+line is). Every other request goes on to kserve: ready, metadata, /metrics,
+other models, a body in the protocol's binary extension
+(``Inference-Header-Content-Length``) and a CloudEvent.
 
 A request kserve would answer 422 with pydantic's details (a body that is not
 JSON, a missing field) gets a 400 here that names the field.
@@ -35,7 +36,11 @@ from captcha_ocr.serving.uploads import INPUT_COLUMN, BadImages
 
 Read = Callable[[list[str]], Awaitable[tuple[list[str], np.ndarray]]]
 Observe = Callable[[float], None]
+# Bodies kserve parses its own way: the protocol's binary extension, and CloudEvents
+# (binary mode: ce-* headers; structured: their content type), answered as events.
 BINARY_EXTENSION = b"inference-header-content-length"
+CLOUD_EVENT = b"ce-specversion"
+CLOUD_EVENT_TYPE = b"application/cloudevents+json"
 log = logging.getLogger(__name__)
 
 
@@ -111,7 +116,11 @@ class InferRoute:
             scope["type"] != "http"
             or scope["method"] != "POST"
             or scope["path"] != self.path
-            or any(name == BINARY_EXTENSION for name, _ in scope["headers"])
+            or any(
+                name in (BINARY_EXTENSION, CLOUD_EVENT)
+                or (name == b"content-type" and value.startswith(CLOUD_EVENT_TYPE))
+                for name, value in scope["headers"]
+            )
         ):
             await self.app(scope, receive, send)
             return
@@ -149,7 +158,7 @@ class InferRoute:
             return 503, {"error": str(err)}
         except Exception as err:  # in front of kserve's handlers: answer as they would
             log.exception("reading %d image(s) failed", len(values))
-            return 500, {"error": f"{type(err).__name__}: {err}"}
+            return 500, {"error": f"{type(err).__name__} : {err}"}
         if self.observe is not None:
             self.observe(time.perf_counter() - started)
         return 200, infer_response(self.model, request_id, texts, confidence)

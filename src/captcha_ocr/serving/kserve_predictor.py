@@ -168,6 +168,8 @@ class CaptchaPredictor(kserve.Model):
     async def read(self, values: list[str]) -> tuple[list[str], np.ndarray]:
         """Base64 images to texts and confidences, sharing network calls with the
         requests that arrive meanwhile. BadImages names the row."""
+        if not self.ready:  # unloaded through the repository API, or stopping
+            raise Unavailable(f"Model with name {self.name} is not ready.")
         if self.calls is None and self.opening is not None:  # a worker still opening it
             await asyncio.to_thread(self.opening.join)
         if self.calls is None:
@@ -184,6 +186,8 @@ class CaptchaPredictor(kserve.Model):
         before it starts, and that costs the event loop a fifth of a request."""
         if getattr(app, "captcha_ocr_front", False):
             return
+        if app.middleware_stack is not None:  # too late: requests are being served
+            raise RuntimeError("install_routes: kserve's app is already serving")
         build_kserve_stack = app.build_middleware_stack
         predict_seconds = PREDICT_HIST_TIME.labels(**get_labels(self.name))
 

@@ -57,9 +57,7 @@ def decode_values(values: list, height: int, width: int, channels: int = 1) -> n
         if not isinstance(value, str | bytes) or not value:
             raise BadImages(f"row {row}: empty or missing image")
         try:
-            # Strict: a character outside the alphabet, or padding out of place, is an
-            # error (as b64decode's validate=True, without its regular expression).
-            data = binascii.a2b_base64(value, strict_mode=True)
+            data = base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
             raise BadImages(f"row {row}: not valid base64") from None
         try:
