@@ -30,7 +30,7 @@ load() {  # label, shapes ("clients batch" ...), PYTHONPATH, bench folder, extra
         read -r clients batch <<<"${shape/x/ }"
         echo "== $label: $clients clients x $batch images"
         PYTHONPATH=$path python "$bench/serve_load.py" --fresh-registry --seconds "$seconds" \
-            --clients "$clients" --batch "$batch" "$@" 2>/dev/null | grep -E "^(served|requests|latency)"
+            --clients "$clients" --batch "$batch" "$@" 2>/dev/null | grep -E "^(served|requests|latency|cpu)"
     done
 }
 all="4x1 4x16 1x1"

@@ -27,6 +27,7 @@ import base64
 import http.client
 import json
 import os
+import resource
 import signal
 import socket
 import statistics
@@ -174,6 +175,26 @@ def client(url: str, bodies: list[bytes], until: float, out: list, errors: list)
     connection.close()
 
 
+def group_cpu_seconds(group: int) -> float:
+    """User and system CPU seconds of the live processes in a process group (Linux)."""
+    tick, total = os.sysconf("SC_CLK_TCK"), 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[2]) == group:  # pgrp; utime and stime follow at 11 and 12
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else 0
 
@@ -215,12 +236,17 @@ def main() -> None:
                 threading.Thread(target=client, args=(url, bodies, until, latencies[i], errors))
                 for i in range(args.clients)
             ]
+            server_cpu = group_cpu_seconds(server.pid) if server else 0.0
+            client_cpu = own_cpu_seconds()
             started = time.perf_counter()
             for thread in threads:
                 thread.start()
             for thread in threads:
                 thread.join()
             elapsed = time.perf_counter() - started
+            client_cpu = own_cpu_seconds() - client_cpu
+            if server is not None:
+                server_cpu = group_cpu_seconds(server.pid) - server_cpu
         finally:
             if server is not None:  # the whole group: the server's workers too
                 os.killpg(server.pid, signal.SIGTERM)
@@ -243,6 +269,14 @@ def main() -> None:
         f"latency ms: p50 {percentile(ms, 50):.1f}, p90 {percentile(ms, 90):.1f}, "
         f"p99 {percentile(ms, 99):.1f}, max {max(ms, default=0):.1f}"
     )
+    if server is not None and every:
+        # Where the 2 shared cores go: the server's processes (every worker and
+        # thread) and these client threads, per request.
+        print(
+            f"cpu ms/request: server {server_cpu * 1000 / len(every):.2f}, "
+            f"client {client_cpu * 1000 / len(every):.2f} "
+            f"(cores busy: {server_cpu / elapsed:.2f} + {client_cpu / elapsed:.2f})"
+        )
     if errors:
         print(f"first error: {errors[0]!r}")
         sys.exit(1)
