@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 import numpy as np
 import pytest
@@ -17,6 +18,16 @@ from captcha_ocr.serving.uploads import BadImages
 
 NAME = "captcha-ocr"
 INFER = f"/v2/models/{NAME}/infer"
+
+
+def nested(depth: int) -> str:
+    """Stands for lists nested ``depth`` deep; ``serve`` writes them into the JSON
+    (too deep for the json module to write)."""
+    return f"nested:{depth}"
+
+
+def with_nesting(raw: bytes) -> bytes:
+    return re.sub(rb'"nested:(\d+)"', lambda m: b"[" * int(m[1]) + b"]" * int(m[1]), raw)
 
 
 def tensor(data, name="image", datatype="BYTES", shape=None) -> dict:
@@ -45,7 +56,7 @@ def serve(body, path=INFER, method="POST", headers=(), sent=None):
         await send({"type": "http.response.start", "status": 299, "headers": []})
         await send({"type": "http.response.body", "body": b"{}"})
 
-    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    raw = body if isinstance(body, bytes) else with_nesting(json.dumps(body).encode())
     incoming = [
         {"type": "http.request", "body": raw[:10], "more_body": True},
         {"type": "http.request", "body": raw[10:], "more_body": False},
@@ -87,6 +98,12 @@ def test_a_batch_is_read_and_answered_as_the_v2_protocol_says():
     assert confidence["datatype"] == "FP64" and confidence["data"] == [0.5, 1.0]
 
 
+def test_a_body_that_starts_with_a_byte_order_mark_is_read():
+    body = b"\xef\xbb\xbf" + json.dumps({"inputs": [tensor(["abc"])]}).encode()
+    status, answer, _, _ = serve(body)
+    assert status == 200 and answer["outputs"][0]["data"] == ["3"]
+
+
 def test_a_column_of_images_and_no_id_are_read_too():
     status, answer, _, _ = serve({"inputs": [tensor([["ab"], ["c"]], shape=[2, 1])]})
     assert status == 200 and answer["outputs"][0]["data"] == ["2", "1"]
@@ -107,6 +124,13 @@ def test_a_column_of_images_and_no_id_are_read_too():
         ({"inputs": [{**tensor(["a"]), "data": "a"}]}, "data must be a list of base64 images"),
         ({"inputs": [tensor(["a"], shape=[3])]}, "shape says 3 images, data holds 1"),
         ({"id": 7, "inputs": [tensor(["a"])]}, "id must be a string, not 7"),
+        ({"id": 0, "inputs": [tensor(["a"])]}, "id must be a string, not 0"),
+        ({"id": [], "inputs": [tensor(["a"])]}, "id must be a string, not []"),
+        ({"inputs": [tensor(["a"], shape=[True])]}, "shape [True], expected [N] or [N, 1]"),
+        # Shown short: a value nested near JSON's limit must not recurse out of the stack.
+        ({"inputs": [tensor(["a"], name=nested(1000))]}, "expected one input 'image', got"),
+        ({"inputs": [tensor(["a"], shape=nested(1000))]}, "shape [[[[[[[...]]]]]]], expected"),
+        ({"id": nested(1000), "inputs": [tensor(["a"])]}, "id must be a string"),
         ({"inputs": [tensor(["a", "bad"])]}, "row 1: not a readable image"),
     ],
 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import http.client
 import importlib.util
+import io
 import json
 import struct
 import subprocess
@@ -22,6 +23,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
+from PIL import Image
 
 from captcha_ocr import cli
 from captcha_ocr.core.images import decode_image
@@ -231,6 +233,11 @@ def test_bad_payloads_are_400s_that_name_the_problem(predictor, captcha_pngs):
     # Still serving after all that.
     status, answer = call(infer, infer_body([png]))
     assert status == 200, answer
+    # A photo-sized image is decoded off the event loop, and read all the same.
+    photo = io.BytesIO()
+    Image.new("RGB", (2000, 1000), (250, 250, 250)).save(photo, format="PNG")
+    status, answer = call(infer, infer_body([b64(photo.getvalue()), png]))
+    assert status == 200 and answer["outputs"][0]["shape"] == [2], answer
     # Unloaded through the repository API: the infer route answers as kserve would.
     assert call(f"{predictor}/v2/repository/models/{NAME}/unload", b"")[0] == 200
     status, answer = call(infer, infer_body([png]))

@@ -23,6 +23,7 @@ JSON, a missing field) gets a 400 here that names the field.
 from __future__ import annotations
 
 import logging
+import reprlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -58,20 +59,24 @@ def image_values(request: Any) -> list[str]:
     inputs = request.get("inputs") if isinstance(request, dict) else None
     if not isinstance(inputs, list) or not all(isinstance(t, dict) for t in inputs):
         raise BadRequest(f"expected a V2 inference request with an input {INPUT_COLUMN!r}")
-    names = sorted(str(t.get("name")) for t in inputs)
+    # A value from the request is shown through reprlib: short, and never deep enough
+    # to recurse out of the stack (JSON nests up to 1024 lists).
+    names = sorted(reprlib.repr(t.get("name")).strip("'") for t in inputs)
     if names != [INPUT_COLUMN]:
         raise BadRequest(f"expected one input {INPUT_COLUMN!r}, got {names}")
     tensor = inputs[0]
     datatype, shape, data = tensor.get("datatype"), tensor.get("shape"), tensor.get("data")
     if datatype != "BYTES":
-        raise BadRequest(f"input {INPUT_COLUMN!r}: datatype {datatype}, expected BYTES")
+        shown = reprlib.repr(datatype).strip("'")
+        raise BadRequest(f"input {INPUT_COLUMN!r}: datatype {shown}, expected BYTES")
     if (
         not isinstance(shape, list)
-        or not all(isinstance(n, int) and n >= 0 for n in shape)
+        or not all(type(n) is int and n >= 0 for n in shape)  # not a bool, not a float
         or len(shape) not in (1, 2)
         or shape[1:] not in ([], [1])
     ):
-        raise BadRequest(f"input {INPUT_COLUMN!r}: shape {shape}, expected [N] or [N, 1]")
+        shown = reprlib.repr(shape)
+        raise BadRequest(f"input {INPUT_COLUMN!r}: shape {shown}, expected [N] or [N, 1]")
     if not isinstance(data, list):
         raise BadRequest(f"input {INPUT_COLUMN!r}: data must be a list of base64 images")
     values = [v for row in data for v in (row if isinstance(row, list) else [row])]
@@ -140,11 +145,13 @@ class InferRoute:
 
     async def answer(self, body: bytes) -> tuple[int, dict]:
         try:
-            request = orjson.loads(body)
+            # JSON may start with a byte-order mark (RFC 8259 lets a parser skip it).
+            request = orjson.loads(body.removeprefix(b"\xef\xbb\xbf"))
             values = image_values(request)
-            request_id = request.get("id") or str(uuid.uuid4())
-            if not isinstance(request_id, str):
-                raise BadRequest(f"id must be a string, not {request_id!r}")
+            request_id = request.get("id")
+            if request_id is not None and not isinstance(request_id, str):
+                raise BadRequest(f"id must be a string, not {reprlib.repr(request_id)}")
+            request_id = request_id or str(uuid.uuid4())  # optional in a request, not an answer
         except orjson.JSONDecodeError as err:
             return 400, {"error": f"the body is not JSON: {err}"}
         except BadRequest as err:
