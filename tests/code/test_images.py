@@ -34,6 +34,7 @@ def test_transparent_pixels_become_white():
         ("RGB", "tRNS"),
         ("L", None),
         ("L", "tRNS"),
+        ("1", None),
         ("P", None),
         ("P", "tRNS"),
         ("CMYK", None),

@@ -68,12 +68,10 @@ def decode_pixels(data: bytes, channels: int = 1, max_pixels: int = MAX_PIXELS) 
     if channels == 3:
         return to_rgb(image)
     if image.mode in ("RGB", "RGBA", "LA", "PA", "P", "L", "1"):
-        # Pillow's RGBA to L is its RGB to L on the colour channels: one conversion,
-        # not three copies, for the common captcha. Not for 16-bit or float grey,
+        # Pillow's RGBA to L is its RGB to L on the colour channels, and grey is its
+        # own luma: one conversion, not three copies. Not for 16-bit or float grey,
         # which to_rgb scales where a conversion would clip it.
-        flat = on_white(image)
-        if flat.mode in ("RGB", "RGBA"):
-            return np.asarray(flat.convert("L"), dtype=np.uint8)
+        return np.asarray(on_white(image).convert("L"), dtype=np.uint8)
     return np.asarray(Image.fromarray(to_rgb(image)).convert("L"), dtype=np.uint8)
 
 
