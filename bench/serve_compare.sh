@@ -7,11 +7,12 @@
 # are taken with `git archive`, nothing is checked out); SERVE_PYTHON is the
 # serving venv's python (README: .venv-serve/bin/python). Each server gets the
 # shipped network (TrainParams(), untrained) from `serve_load.py --fresh-registry`:
-# 4 clients x 1 image, 4 clients x 16 images, 1 client x 1 image. Then PAIRS
-# (default 3) more rounds of 4 clients x 1 image, before and the KServe predictor
-# in turn: this machine's speed drifts by tens of percent over minutes, so the
-# ratio is read from servers measured side by side. Run it from the project
-# folder with the project venv's python first on PATH.
+# 4 clients x 1 image, 4 clients x 16 images, 1 client x 1 image (and the
+# Keras pyfunc once more on 2 workers). Then PAIRS (default 3) more rounds of
+# 4 clients x 1 image, before and the KServe predictor as `captcha-ocr deploy
+# kserve` runs it (2 workers) in turn: this machine's speed drifts by tens of
+# percent over minutes, so the ratio is read from servers measured side by
+# side. Run it from the project folder with the project venv's python first on PATH.
 set -euo pipefail
 base_rev=$1 serve_python=$2 seconds=${3:-20} pairs=${4:-3}
 here=$(pwd)
@@ -35,11 +36,13 @@ load() {  # label, shapes ("clients batch" ...), PYTHONPATH, bench folder, extra
 }
 all="4x1 4x16 1x1"
 load "before ($base_rev): Keras pyfunc, mlflow models serve" "$all" "$base/src" "$base/bench"
+# The old bench has no --workers; mlflow reads the worker count from the environment too.
+MLFLOW_MODELS_WORKERS=2 load "before: Keras pyfunc, mlflow models serve -w 2" 4x1 "$base/src" "$base/bench"
 load "now: mlflow models serve" "$all" "$here/src" "$here/bench"
 load "now: KServe predictor" "$all" "$here/src" "$here/bench" --kserve-python "$serve_python"
 # Two worker processes, as `captcha-ocr deploy kserve` runs it on its 2-core limit.
 load "now: KServe predictor, 2 workers" "$all" "$here/src" "$here/bench" --kserve-python "$serve_python" --workers 2
 for pair in $(seq "$pairs"); do
     load "pair $pair, before" 4x1 "$base/src" "$base/bench"
-    load "pair $pair, now: KServe predictor" 4x1 "$here/src" "$here/bench" --kserve-python "$serve_python"
+    load "pair $pair, now: KServe predictor, 2 workers" 4x1 "$here/src" "$here/bench" --kserve-python "$serve_python" --workers 2
 done

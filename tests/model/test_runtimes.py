@@ -3,6 +3,8 @@
 import os
 import pickle
 import re
+import threading
+import time
 
 import keras
 import numpy as np
@@ -150,6 +152,38 @@ def test_read_characters_scores_each_character_the_onnx_reader_reads(exported):
     assert [r.text for r in readings] == texts
     np.testing.assert_allclose([r.confidence for r in readings], confidence, rtol=1e-5)
     assert all(len(r.characters) == len(r.text) for r in readings)
+
+
+def test_openvino_leaves_the_reading_thread_free_to_move_between_cores(exported):
+    """Pinned, every process put its reading thread on the same first core, and
+    two of them (kserve's --workers 2) took turns on it while the other core idled."""
+    path, images, _ = exported
+    cores = os.sched_getaffinity(0)
+    if len(cores) < 2:
+        pytest.skip("one core: there is nothing to pin to")
+    reader = OpenVinoReader(path, VOCABULARY, threads=1)
+    reader.read(images[:1])  # compiled here, outside the samples
+    reading, stop = [], threading.Event()
+
+    def read_on() -> None:
+        reading.append(threading.get_native_id())
+        while not stop.is_set():
+            reader.read(images[:1])
+
+    thread = threading.Thread(target=read_on)
+    thread.start()
+    try:
+        while not reading:
+            time.sleep(0.001)
+        # Pinned, the thread sat on one core for most of each read: about half the samples.
+        seen = []
+        for _ in range(200):
+            seen.append(os.sched_getaffinity(reading[0]))
+            time.sleep(0.001)
+    finally:
+        stop.set()
+        thread.join()
+    assert all(sample == cores for sample in seen), [s for s in seen if s != cores][:3]
 
 
 @pytest.mark.parametrize(

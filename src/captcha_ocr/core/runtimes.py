@@ -212,6 +212,11 @@ class OpenVinoReader:
             # (this project's among them) OpenVINO would round it to bfloat16,
             # so answers would depend on the CPU; int8 is no slower without.
             "INFERENCE_PRECISION_HINT": "f32",
+            # Threads float. Pinned, every process pins its reading thread to the
+            # same first core: two processes (kserve's --workers 2, pods under a
+            # CPU quota on one node) took turns on one core and left the other
+            # idle, 735 reads/s each against 1620 each unpinned (bench/README.md).
+            "ENABLE_CPU_PINNING": "NO",
         }
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = str(self.threads)
