@@ -29,10 +29,11 @@ class Counted:
     """The reader's ``read``, noting how many images each network call got."""
 
     def __init__(self, reader: OnnxReader):
-        self.reader, self.calls = reader, []
+        self.reader, self.calls, self.threads = reader, [], set()
 
     def __call__(self, images: np.ndarray):
         self.calls.append(len(images))
+        self.threads.add(threading.current_thread().name)
         return self.reader.read(images)
 
 
@@ -43,12 +44,17 @@ def read_together(shared: SharedCalls, requests: list[np.ndarray]) -> list:
     return asyncio.run(all_at_once())
 
 
-def test_requests_that_arrive_together_share_calls_and_get_their_own_answers(reader, images):
+@pytest.mark.parametrize("in_thread", [True, False])
+def test_requests_that_arrive_together_share_calls_and_get_their_own_answers(
+    reader, images, in_thread
+):
     requests = [images[0:1], images[1:3], images[3:6], images[6:7], images[7:9], images[9:12]]
     network = Counted(reader)
-    answers = read_together(SharedCalls(network, max_images=8), requests)
+    answers = read_together(SharedCalls(network, max_images=8, in_thread=in_thread), requests)
     # Whole requests in arrival order, up to 8 images a call: 1+2+3+1, then 2+3.
     assert network.calls == [7, 5]
+    # In its own thread, or on the event loop's (a process with one core).
+    assert [name.startswith("network") for name in network.threads] == [in_thread]
     for request, (texts, confidence) in zip(requests, answers, strict=True):
         alone_texts, alone_confidence = reader.read(request)
         assert texts == alone_texts
@@ -78,10 +84,11 @@ class RefusesBlank(Counted):
         return self.reader.read(images)
 
 
-def test_a_request_the_network_refuses_fails_alone(reader, images):
+@pytest.mark.parametrize("in_thread", [True, False])
+def test_a_request_the_network_refuses_fails_alone(reader, images, in_thread):
     requests = [images[0:2], np.zeros((1, 50, 200), np.uint8), images[2:3]]
     network = RefusesBlank(reader)
-    answers = read_together(SharedCalls(network), requests)
+    answers = read_together(SharedCalls(network, in_thread=in_thread), requests)
     assert network.calls == [4, 2, 1, 1]  # together, then each alone
     assert isinstance(answers[1], ValueError)
     assert answers[0][0] == reader.read(images[0:2])[0]

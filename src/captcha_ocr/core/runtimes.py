@@ -248,9 +248,12 @@ class OpenVinoReader:
                         [batch, np.zeros_like(batch[:1]).repeat(padded - size, 0)]
                     )
                 request = self._request(len(batch))
+                # Into the request's own float32 buffer, converted as copied: no
+                # array of our own and no argument dispatch, 35-50 us a call.
+                request.get_input_tensor().data[...] = with_channels(batch)
+                request.infer()
                 # Copied: the output is a view of the request's buffer, rewritten next call.
-                pixels = with_channels(batch).astype("float32")
-                runs.append(request.infer({0: pixels})[0][:size].copy())
+                runs.append(request.get_output_tensor().data[:size].copy())
         return np.concatenate(runs)
 
     def read(self, images: np.ndarray) -> tuple[list[str], np.ndarray]:

@@ -10,7 +10,8 @@ when export kept it, else the float one (in float32, as onnxruntime reads it).
 None of the code that came with the model runs.
 
 ``--workers N`` (kserve's option) serves from N processes, each opening the
-network on its share of the cores (``available_cores``), less one for its event loop.
+network on its share of the cores (``available_cores``), less one for its event
+loop; a process with one core reads on its event loop.
 
 Request (``POST /v2/models/<name>/infer``): one input ``image``, datatype
 ``BYTES``, shape ``[N]`` or ``[N, 1]``, each element a base64 PNG or JPEG;
@@ -93,7 +94,10 @@ class CaptchaPredictor(kserve.Model):
         # Each worker process's share of the cores less one (at least one thread)
         # for its event loop, which parses and decodes requests while the network
         # computes: on 2 cores, more requests/s on 1 thread than on 2 (bench/README.md).
-        self.network_threads = max(1, available_cores() // workers - 1)
+        # A process with one core reads on its event loop (``SharedCalls``).
+        cores_each = available_cores() // workers
+        self.network_threads = max(1, cores_each - 1)
+        self.network_in_thread = cores_each > 1
         self.reader: Any = None  # the network under its runtime, once loaded
         self.calls: SharedCalls | None = None  # concurrent requests share network calls
         self.opening: threading.Thread | None = None  # a worker opening its network
@@ -113,7 +117,7 @@ class CaptchaPredictor(kserve.Model):
         )
         colour = (reader.channels,) if reader.channels > 1 else ()
         reader.read(np.full((1, reader.height, reader.width, *colour), 255, np.uint8))
-        self.calls = SharedCalls(reader.read)
+        self.calls = SharedCalls(reader.read, in_thread=self.network_in_thread)
         self.ready = True
         return self.ready
 

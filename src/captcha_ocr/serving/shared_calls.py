@@ -8,6 +8,11 @@ let go of the GIL while they compute), so the event loop goes on decoding the
 requests that arrive meanwhile. When the call ends, all of them go into the
 next one. Nothing waits on purpose: a lone client sees one call per request, as
 before, and a busy server's calls grow with its load.
+
+A process with one core to itself (kserve's ``--workers 2`` on 2 cores) reads
+on the event loop instead (``in_thread=False``): a thread would only take turns
+with the loop on that core, and each hand-over between them costs the loop a
+wake-up. The requests already waiting when a call starts still share it.
 """
 
 from __future__ import annotations
@@ -24,13 +29,13 @@ Read = Callable[[np.ndarray], tuple[list[str], np.ndarray]]
 class SharedCalls:
     """``await calls.read(images)`` reads like ``read(images)``, sharing network calls."""
 
-    def __init__(self, read: Read, max_images: int = 64):
+    def __init__(self, read: Read, max_images: int = 64, in_thread: bool = True):
         self._read = read
         self._max_images = max_images
         self._waiting: list[tuple[np.ndarray, asyncio.Future]] = []
         self._driver: asyncio.Task | None = None
         # One thread: the network runs one call at a time, on every core it is given.
-        self._network = ThreadPoolExecutor(1, thread_name_prefix="network")
+        self._network = ThreadPoolExecutor(1, thread_name_prefix="network") if in_thread else None
 
     async def read(self, images: np.ndarray) -> tuple[list[str], np.ndarray]:
         answer = asyncio.get_running_loop().create_future()
@@ -73,7 +78,10 @@ class SharedCalls:
         loop = asyncio.get_running_loop()
         try:
             images = np.concatenate([request for request, _ in call])
-            texts, confidence = await loop.run_in_executor(self._network, self._read, images)
+            if self._network is None:
+                texts, confidence = self._read(images)
+            else:
+                texts, confidence = await loop.run_in_executor(self._network, self._read, images)
         except Exception as err:
             if len(call) == 1:
                 answer = call[0][1]
