@@ -164,6 +164,9 @@ class OpenVinoReader:
     of two (up to ``max_batch``): a server that meets every size from 1 to 256
     then compiles 9 copies once, instead of one per new size, each a 0.2 s
     stall of the request that meets it.
+
+    ``pin_threads`` lets OpenVINO pin its threads to cores: only for a process
+    that has the machine to itself (every process pins to the same cores).
     """
 
     def __init__(
@@ -174,6 +177,7 @@ class OpenVinoReader:
         cached_sizes: int = 8,
         pad_batches: bool = False,
         threads: int | None = None,
+        pin_threads: bool = False,
     ):
         import openvino
 
@@ -193,7 +197,7 @@ class OpenVinoReader:
         self.vocabulary = vocabulary
         self.max_batch, self.cached_sizes = max_batch, cached_sizes
         self.pad_batches = pad_batches
-        self.threads = threads
+        self.threads, self.pin_threads = threads, pin_threads
         self._requests: OrderedDict[int, object] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -212,11 +216,11 @@ class OpenVinoReader:
             # (this project's among them) OpenVINO would round it to bfloat16,
             # so answers would depend on the CPU; int8 is no slower without.
             "INFERENCE_PRECISION_HINT": "f32",
-            # Threads float. Pinned, every process pins its reading thread to the
-            # same first core: two processes (kserve's --workers 2, pods under a
-            # CPU quota on one node) took turns on one core and left the other
-            # idle, 735 reads/s each against 1620 each unpinned (bench/README.md).
-            "ENABLE_CPU_PINNING": "NO",
+            # Threads float unless told. Pinned, every process pins its reading
+            # thread to the same first core: two processes (kserve's --workers 2)
+            # took turns on one core and left the other idle, 735 reads/s each
+            # against 1620 each floating (bench/cpu_pinning.py).
+            "ENABLE_CPU_PINNING": "YES" if self.pin_threads else "NO",
         }
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = str(self.threads)
