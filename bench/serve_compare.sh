@@ -36,8 +36,10 @@ load() {  # label, shapes ("clients batch" ...), PYTHONPATH, bench folder, extra
 }
 all="4x1 4x16 1x1"
 load "before ($base_rev): Keras pyfunc, mlflow models serve" "$all" "$base/src" "$base/bench"
-# The old bench has no --workers; mlflow reads the worker count from the environment too.
-MLFLOW_MODELS_WORKERS=2 load "before: Keras pyfunc, mlflow models serve -w 2" 4x1 "$base/src" "$base/bench"
+# The old bench has no --workers; mlflow reads the worker count from the environment
+# too. Each worker gets one TensorFlow thread, its share of 2 cores.
+MLFLOW_MODELS_WORKERS=2 TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 \
+    load "before: Keras pyfunc, mlflow models serve -w 2, 1 TF thread each" 4x1 "$base/src" "$base/bench"
 load "now: mlflow models serve" "$all" "$here/src" "$here/bench"
 load "now: KServe predictor" "$all" "$here/src" "$here/bench" --kserve-python "$serve_python"
 # Two worker processes, as `captcha-ocr deploy kserve` runs it on its 2-core limit.

@@ -11,7 +11,7 @@ import pytest
 from captcha_ocr.core.images import decode_image
 from captcha_ocr.core.runtimes import OnnxReader
 from captcha_ocr.core.vocabulary import Vocabulary
-from captcha_ocr.serving.shared_calls import SharedCalls
+from captcha_ocr.serving.shared_calls import INLINE_IMAGES, SharedCalls, split_cores
 
 
 @pytest.fixture(scope="module")
@@ -44,17 +44,18 @@ def read_together(shared: SharedCalls, requests: list[np.ndarray]) -> list:
     return asyncio.run(all_at_once())
 
 
-@pytest.mark.parametrize("in_thread", [True, False])
+@pytest.mark.parametrize(("inline_images", "threads"), [(0, [True]), (6, [True, False])])
 def test_requests_that_arrive_together_share_calls_and_get_their_own_answers(
-    reader, images, in_thread
+    reader, images, inline_images, threads
 ):
     requests = [images[0:1], images[1:3], images[3:6], images[6:7], images[7:9], images[9:12]]
     network = Counted(reader)
-    answers = read_together(SharedCalls(network, max_images=8, in_thread=in_thread), requests)
+    shared = SharedCalls(network, max_images=8, inline_images=inline_images)
+    answers = read_together(shared, requests)
     # Whole requests in arrival order, up to 8 images a call: 1+2+3+1, then 2+3.
     assert network.calls == [7, 5]
-    # In its own thread, or on the event loop's (a process with one core).
-    assert [name.startswith("network") for name in network.threads] == [in_thread]
+    # In the network's thread, or a call of up to inline_images on the event loop's.
+    assert sorted(name.startswith("network") for name in network.threads) == sorted(threads)
     for request, (texts, confidence) in zip(requests, answers, strict=True):
         alone_texts, alone_confidence = reader.read(request)
         assert texts == alone_texts
@@ -84,11 +85,11 @@ class RefusesBlank(Counted):
         return self.reader.read(images)
 
 
-@pytest.mark.parametrize("in_thread", [True, False])
-def test_a_request_the_network_refuses_fails_alone(reader, images, in_thread):
+@pytest.mark.parametrize("inline_images", [0, INLINE_IMAGES])
+def test_a_request_the_network_refuses_fails_alone(reader, images, inline_images):
     requests = [images[0:2], np.zeros((1, 50, 200), np.uint8), images[2:3]]
     network = RefusesBlank(reader)
-    answers = read_together(SharedCalls(network, in_thread=in_thread), requests)
+    answers = read_together(SharedCalls(network, inline_images=inline_images), requests)
     assert network.calls == [4, 2, 1, 1]  # together, then each alone
     assert isinstance(answers[1], ValueError)
     assert answers[0][0] == reader.read(images[0:2])[0]
@@ -178,3 +179,48 @@ def test_requests_waiting_when_the_calls_are_stopped_get_an_error_not_a_hang(rea
     answers = asyncio.run(stopped())
     assert [type(a) for a in answers] == [RuntimeError] * 3
     assert all("the network call was stopped" in str(a) for a in answers)
+
+
+def test_on_the_event_loop_each_call_is_answered_before_the_next_starts(reader, images):
+    # A call on the loop holds it; what waits (the answers just set, a probe)
+    # goes before the next call, not after all of them.
+    events: list[tuple[str, int]] = []
+
+    def read(batch: np.ndarray):
+        events.append(("call", len(batch)))
+        return reader.read(batch)
+
+    shared = SharedCalls(read, max_images=4, inline_images=4)
+
+    async def client(i: int) -> None:
+        await shared.read(images[4 * i : 4 * i + 4])
+        events.append(("answer", i))
+
+    async def three_at_once() -> None:
+        await asyncio.gather(*(client(i) for i in range(3)))
+
+    asyncio.run(three_at_once())
+    assert events == [
+        ("call", 4),
+        ("answer", 0),
+        ("call", 4),
+        ("answer", 1),
+        ("call", 4),
+        ("answer", 2),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("cores", "workers", "plan"),
+    [
+        (2, 1, (1, 0)),
+        (2, 2, (1, INLINE_IMAGES)),
+        (4, 2, (1, 0)),
+        (8, 2, (3, 0)),
+        (1, 1, (1, INLINE_IMAGES)),
+        (3, 2, (1, INLINE_IMAGES)),
+    ],
+)
+def test_each_worker_gets_its_share_of_the_cores_less_one_for_its_event_loop(cores, workers, plan):
+    # (network threads, images a call may read on the event loop)
+    assert split_cores(cores, workers) == plan

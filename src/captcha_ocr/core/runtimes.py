@@ -253,11 +253,10 @@ class OpenVinoReader:
                     )
                 request = self._request(len(batch))
                 # Into the request's own float32 buffer, converted as copied: no
-                # array of our own and no argument dispatch, 35-50 us a call.
+                # array of our own to dispatch, 35-50 us a call less.
                 request.get_input_tensor().data[...] = with_channels(batch)
-                request.infer()
                 # Copied: the output is a view of the request's buffer, rewritten next call.
-                runs.append(request.get_output_tensor().data[:size].copy())
+                runs.append(request.infer(share_outputs=True)[0][:size].copy())
         return np.concatenate(runs)
 
     def read(self, images: np.ndarray) -> tuple[list[str], np.ndarray]:

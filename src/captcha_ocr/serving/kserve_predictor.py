@@ -11,7 +11,7 @@ None of the code that came with the model runs.
 
 ``--workers N`` (kserve's option) serves from N processes, each opening the
 network on its share of the cores (``available_cores``), less one for its event
-loop; a process with one core reads on its event loop.
+loop; a process with one core reads small calls on its event loop.
 
 Request (``POST /v2/models/<name>/infer``): one input ``image``, datatype
 ``BYTES``, shape ``[N]`` or ``[N, 1]``, each element a base64 PNG or JPEG;
@@ -58,7 +58,7 @@ from captcha_ocr.serving.infer_route import (
     image_values,
     infer_response,
 )
-from captcha_ocr.serving.shared_calls import SharedCalls
+from captcha_ocr.serving.shared_calls import SharedCalls, split_cores
 from captcha_ocr.serving.uploads import (
     INPUT_COLUMN,
     MAX_REQUEST_BYTES,
@@ -91,13 +91,8 @@ class CaptchaPredictor(kserve.Model):
         super().__init__(name)
         self.model_dir = model_dir
         self.max_request_bytes = max_request_bytes
-        # Each worker process's share of the cores less one (at least one thread)
-        # for its event loop, which parses and decodes requests while the network
-        # computes: on 2 cores, more requests/s on 1 thread than on 2 (bench/README.md).
-        # A process with one core reads on its event loop (``SharedCalls``).
-        cores_each = available_cores() // workers
-        self.network_threads = max(1, cores_each - 1)
-        self.network_in_thread = cores_each > 1
+        # On 2 cores, 1 network thread reads more requests/s than 2 (bench/README.md).
+        self.network_threads, self.inline_images = split_cores(available_cores(), workers)
         self.reader: Any = None  # the network under its runtime, once loaded
         self.calls: SharedCalls | None = None  # concurrent requests share network calls
         self.opening: threading.Thread | None = None  # a worker opening its network
@@ -117,7 +112,7 @@ class CaptchaPredictor(kserve.Model):
         )
         colour = (reader.channels,) if reader.channels > 1 else ()
         reader.read(np.full((1, reader.height, reader.width, *colour), 255, np.uint8))
-        self.calls = SharedCalls(reader.read, in_thread=self.network_in_thread)
+        self.calls = SharedCalls(reader.read, inline_images=self.inline_images)
         self.ready = True
         return self.ready
 
