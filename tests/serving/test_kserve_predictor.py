@@ -207,6 +207,30 @@ def test_two_worker_processes_read_concurrent_requests_alike(
     assert (tmp_path / "predictor.log").read_text().count("Started child process") == 2
 
 
+def test_a_worker_that_reads_on_its_event_loop_compiles_those_sizes_before_it_answers(
+    venv, store, reader_file, captcha_pngs, tmp_path
+):
+    # With one core each (2 workers on 2 cores), calls of up to 8 images read on
+    # the event loop: a size compiled there on first use held probes for 0.15 s.
+    version = register(reader_file, NAME, next(iter(captcha_pngs.values())), 0.9, 0.0)
+    model_dir = mlflow.artifacts.download_artifacts(
+        f"models:/{NAME}/{version}", dst_path=str(tmp_path / "mnt-models")
+    )
+    script = (
+        "import sys\n"
+        "from unittest import mock\n"
+        "import captcha_ocr.serving.kserve_predictor as kp\n"
+        "for workers in (1, 2):\n"
+        "    with mock.patch.object(kp, 'available_cores', return_value=2):\n"
+        "        predictor = kp.CaptchaPredictor('m', sys.argv[1], workers)\n"
+        "    predictor.load()\n"
+        "    print(workers, predictor.inline_images, sorted(predictor.reader._requests))\n"
+    )
+    done = run_in_venv(venv, ["-c", script, model_dir], timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["1 0 [1]", "2 8 [1, 2, 4, 8]"]
+
+
 def test_bad_payloads_are_400s_that_name_the_problem(predictor, captcha_pngs):
     png = b64(next(iter(captcha_pngs.values())))
     infer = f"{predictor}/v2/models/{NAME}/infer"

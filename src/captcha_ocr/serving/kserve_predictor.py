@@ -111,7 +111,15 @@ class CaptchaPredictor(kserve.Model):
             runtime=PREDICTOR_RUNTIME,
         )
         colour = (reader.channels,) if reader.channels > 1 else ()
-        reader.read(np.full((1, reader.height, reader.width, *colour), 255, np.uint8))
+        # Each batch size compiles on first use (about 0.15 s, padded to powers of
+        # two): the sizes a call may read on the event loop compile here, before
+        # it answers, not while probes and requests wait on it.
+        size = 1
+        while True:
+            reader.read(np.full((size, reader.height, reader.width, *colour), 255, np.uint8))
+            if size >= self.inline_images:
+                break
+            size *= 2
         self.calls = SharedCalls(reader.read, inline_images=self.inline_images)
         self.ready = True
         return self.ready
