@@ -2,8 +2,8 @@
 
     python bench/cpu_pinning.py [--seconds 4]
 
-Builds the shipped network untrained (``TrainParams()``, as ``serve_load.py
---fresh-registry`` does) and its int8 copy, then reads one captcha at a time
+Builds the shipped network untrained and its int8 copy
+(``serve_load.export_untrained``, as ``--fresh-registry`` does), then reads one captcha at a time
 on 1 thread (``OpenVinoReader(threads=1)``, as each KServe worker does on 2
 cores): one process alone, then two processes at once (as kserve's
 ``--workers 2``), each way pinned and floating. Prints reads/s and the cores
@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from serve_load import captcha_pngs
+from serve_load import captcha_pngs, export_untrained
 
 
 def read_on(network: str, vocabulary: str, pin: bool, seconds: float, ready, go, results) -> None:
@@ -42,31 +42,16 @@ def read_on(network: str, vocabulary: str, pin: bool, seconds: float, ready, go,
     results.put((reads / elapsed, (time.process_time() - cpu) / elapsed))
 
 
-def int8_network(folder: Path) -> tuple[str, str]:
-    import numpy as np
-
-    from captcha_ocr.config import TrainParams
-    from captcha_ocr.core.images import decode_image
-    from captcha_ocr.core.model import build_training_model
-    from captcha_ocr.core.runtimes import export_onnx, quantize_onnx
-    from captcha_ocr.core.vocabulary import Vocabulary
-
-    vocabulary = Vocabulary("2345678bcdefgmnpwxy")
-    network = build_training_model(TrainParams(), 50, 200, vocabulary.num_classes)
-    export_onnx(network, folder / "network.onnx")
-    calibration = np.stack([decode_image(png, 50, 200) for png in captcha_pngs()])
-    quantize_onnx(folder / "network.onnx", folder / "network_int8.onnx", calibration)
-    vocabulary.save(folder / "vocabulary.json")
-    return str(folder / "network_int8.onnx"), str(folder / "vocabulary.json")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=4)
     args = parser.parse_args()
     spawn = multiprocessing.get_context("spawn")  # fresh processes, as kserve's workers
     with tempfile.TemporaryDirectory(prefix="cpu-pinning-") as scratch:
-        network, vocabulary = int8_network(Path(scratch))
+        folder = Path(scratch)
+        export_untrained(folder, captcha_pngs())
+        network = str(folder / "captcha_network_int8.onnx")
+        vocabulary = str(folder / "vocabulary.json")
         for pin in (True, False):
             for processes in (1, 2):
                 ready, go, results = spawn.Queue(), spawn.Event(), spawn.Queue()

@@ -57,27 +57,23 @@ def captcha_pngs(count: int = 64) -> list[bytes]:
         return [z.read(n) for n in names]
 
 
-def fresh_registry(folder: Path, pngs: list[bytes]) -> str:
-    """Register an untrained reader of the shipped network (``TrainParams()``, the
-    params.yaml defaults) with its ONNX and int8 networks, as export writes them;
-    return its model URI. The network reads noise, at the cost of a trained one."""
-    import mlflow
+def export_untrained(folder: Path, pngs: list[bytes]) -> Path:
+    """The shipped network (``TrainParams()``, the params.yaml defaults), untrained,
+    as export writes it into ``folder``: ``captcha_reader.keras``,
+    ``captcha_network.onnx``, ``captcha_network_int8.onnx`` (calibrated on
+    ``pngs``) and ``vocabulary.json``. Returns the reader's path. It reads noise,
+    at the cost of a trained one."""
     import numpy as np
 
-    from captcha_ocr import tracking
     from captcha_ocr.config import TrainParams
     from captcha_ocr.core.images import decode_image
     from captcha_ocr.core.model import build_reader, build_training_model
     from captcha_ocr.core.runtimes import export_onnx, quantize_onnx
     from captcha_ocr.core.vocabulary import Vocabulary
-    from captcha_ocr.registry import register_reader
 
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow.db'}"
-    os.environ["MLFLOW_EXPERIMENT_NAME"] = "serve-load"
-    tracking.use_experiment()
     vocabulary = Vocabulary("2345678bcdefgmnpwxy")
     params = TrainParams()
-    print(f"fresh registry: the shipped network, {params.conv_filters} conv, {params.sequence}")
+    print(f"the shipped network, untrained: {params.conv_filters} conv, {params.sequence}")
     network = build_training_model(params, 50, 200, vocabulary.num_classes)
     reader_path = folder / "captcha_reader.keras"
     build_reader(network, vocabulary).save(reader_path)
@@ -86,6 +82,21 @@ def fresh_registry(folder: Path, pngs: list[bytes]) -> str:
     calibration = np.stack([decode_image(png, 50, 200) for png in pngs])
     int8 = folder / "captcha_network_int8.onnx"
     quantize_onnx(folder / "captcha_network.onnx", int8, calibration)
+    return reader_path
+
+
+def fresh_registry(folder: Path, pngs: list[bytes]) -> str:
+    """Register ``export_untrained``'s reader with its ONNX and int8 networks in a
+    store in ``folder``; return its model URI."""
+    import mlflow
+
+    from captcha_ocr import tracking
+    from captcha_ocr.registry import register_reader
+
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow.db'}"
+    os.environ["MLFLOW_EXPERIMENT_NAME"] = "serve-load"
+    tracking.use_experiment()
+    reader_path = export_untrained(folder, pngs)
     with mlflow.start_run():
         metrics = {"test_exact_match": 0.0, "test_cer": 1.0}
         tags = {"note": "untrained, for load tests"}

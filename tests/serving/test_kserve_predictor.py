@@ -257,7 +257,7 @@ def test_bad_payloads_are_400s_that_name_the_problem(predictor, captcha_pngs):
     # Still serving after all that.
     status, answer = call(infer, infer_body([png]))
     assert status == 200, answer
-    # A photo-sized image is decoded off the event loop, and read all the same.
+    # A photo-sized image (over INLINE_PIXELS: decoded in a thread) is read all the same.
     photo = io.BytesIO()
     Image.new("RGB", (2000, 1000), (250, 250, 250)).save(photo, format="PNG")
     status, answer = call(infer, infer_body([b64(photo.getvalue()), png]))

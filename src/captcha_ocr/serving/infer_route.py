@@ -89,23 +89,25 @@ def image_values(request: Any) -> list[str]:
 
 def infer_response(model: str, request_id: str, texts: list[str], confidence: np.ndarray) -> dict:
     """The protocol's response, with the fields (and nulls) of kserve's."""
-    count = len(texts)
-    text = {"name": "text", "shape": [count], "datatype": "BYTES", "parameters": None}
     return {
         "model_name": model,
         "model_version": None,
         "id": request_id,
         "parameters": None,
         "outputs": [
-            {**text, "data": texts},
-            {
-                "name": "confidence",
-                "shape": [count],
-                "datatype": "FP64",
-                "parameters": None,
-                "data": confidence.astype(float).tolist(),
-            },
+            output("text", "BYTES", texts),
+            output("confidence", "FP64", confidence.astype(float).tolist()),
         ],
+    }
+
+
+def output(name: str, datatype: str, data: list) -> dict:
+    return {
+        "name": name,
+        "shape": [len(data)],
+        "datatype": datatype,
+        "parameters": None,
+        "data": data,
     }
 
 

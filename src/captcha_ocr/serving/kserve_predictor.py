@@ -115,10 +115,8 @@ class CaptchaPredictor(kserve.Model):
         # two): the sizes a call may read on the event loop compile here, before
         # it answers, not while probes and requests wait on it.
         size = 1
-        while True:
+        while size <= max(1, self.inline_images):
             reader.read(np.full((size, reader.height, reader.width, *colour), 255, np.uint8))
-            if size >= self.inline_images:
-                break
             size *= 2
         self.calls = SharedCalls(reader.read, inline_images=self.inline_images)
         self.ready = True
